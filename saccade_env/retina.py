@@ -1,0 +1,283 @@
+"""The eye: a sharp fovea, a log-polar log-Gabor periphery, and RAM's multi-scale glimpse.
+
+Every sensor is a plain function of ``(scenes, fixations)``, batched, device-agnostic and
+differentiable in the fixation (bilinear sampling), so agents such as the spatial
+transformer or NeVA can backpropagate through the eye.
+
+Fixations are in scene coordinates: (x, y), x right, y down, -1..1 spans the scene's
+outer edges; a fixation at integer pixel offsets from the scene's centre makes the fovea
+exactly a slice of the scene.
+
+The periphery uses the locality of its filters instead of a dense 2880 x S^2 product.
+Each log-Gabor filter of ring ``e`` is the same small kernel (``kernel`` x ``kernel``
+samples, defined once in a local frame) read on a grid of sample points whose spacing
+grows with eccentricity and whose axes turn with the azimuth.  So the orientations are
+relative to the azimuth, the peak frequency falls as 1/eccentricity (capped), and a
+filter costs ``kernel**2`` samples whatever its size.  The samples are read by bilinear
+interpolation from an image pyramid of the whitened scene, at the level whose pixel
+spacing matches the sample spacing (anti-aliasing).  Filters are zero-mean (no response
+to mean brightness), nothing wraps around the scene's edges (outside is the
+background level), and the grid is centred exactly on the fixation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------
+# the eye-centred window, and the sensors read from it
+# ---------------------------------------------------------------------------------------
+def to_pixels(fixations: torch.Tensor, scene_size: int) -> torch.Tensor:
+    """Scene coordinates (..., 2) -> pixel offsets (..., 2) from the scene's centre."""
+    return fixations * (scene_size / 2)
+
+
+def eye_window(images: torch.Tensor, fixations: torch.Tensor, *, size: int, pad: float = 0.0) -> torch.Tensor:
+    """The ``size`` x ``size`` part of the images centred on each fixation.
+
+    Args:
+        images: (B, S, S) float32.
+        fixations: (B, 2) scene coordinates (x, y).
+        size: even side of the window, pixels.
+        pad: value of everything outside the images.
+
+    Returns:
+        (B, size, size).  At integer pixel offsets (where the environment's eye lands)
+        this is an exact slice, read by indexing; elsewhere, or when the fixations
+        require a gradient, it is read by bilinear interpolation, which agrees with the
+        slice at integer offsets and is differentiable in the fixation.
+    """
+    B, S, _ = images.shape
+    off = to_pixels(fixations, S)
+    if fixations.requires_grad or not torch.equal(off, off.round()):
+        r = (torch.arange(size, device=images.device, dtype=images.dtype) - (size - 1) / 2) * (2.0 / S)
+        grid = torch.stack(torch.broadcast_tensors(r[None, :], r[:, None]), -1)  # (size, size, 2) as (x, y)
+        grid = grid[None] + fixations[:, None, None, :]
+        out = F.grid_sample((images - pad)[:, None], grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+        return out[:, 0] + pad
+    start = off.long() + (S // 2 - size // 2)  # (B, 2) top-left pixel (x, y)
+    if B == 1:  # one eye: a plain slice, padded where the window leaves the scene
+        left, top = int(start[0, 0]), int(start[0, 1])
+        l0, t0 = min(max(left, 0), S), min(max(top, 0), S)
+        part = images[:, t0:max(top + size, t0), l0:max(left + size, l0)]
+        return F.pad(part - pad, (l0 - left, size - (l0 - left) - part.shape[2],
+                                  t0 - top, size - (t0 - top) - part.shape[1])) + pad
+    ar = torch.arange(size, device=images.device)
+    cols = start[:, 0:1] + ar  # (B, size)
+    rows = start[:, 1:2] + ar
+    inside = ((rows >= 0) & (rows < S))[:, :, None] & ((cols >= 0) & (cols < S))[:, None, :]
+    bidx = torch.arange(B, device=images.device)[:, None, None]
+    out = images[bidx, rows.clamp(0, S - 1)[:, :, None], cols.clamp(0, S - 1)[:, None, :]]
+    return torch.where(inside, out, torch.full_like(out, pad))
+
+
+def fovea(scenes: torch.Tensor, fixations: torch.Tensor, *, size: int = 28, pad: float = 0.0) -> torch.Tensor:
+    """The sharp central crop: (B, S, S) scenes, (B, 2) fixations -> (B, 1, size, size)."""
+    return eye_window(scenes, fixations, size=size, pad=pad)[:, None]
+
+
+def _box_pyramid(window: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """(B, R, R) -> [level 0 (B, R, R), level 1 (B, R/2, R/2), ...], 2x2 averages."""
+    out = [window]
+    for _ in range(levels - 1):
+        x = out[-1]
+        x = x[:, 0::2] + x[:, 1::2]
+        out.append((x[:, :, 0::2] + x[:, :, 1::2]) * 0.25)
+    return out
+
+
+def glimpse(scenes: torch.Tensor, fixations: torch.Tensor, *, size: int = 8, scales: int = 1,
+            pad: float = 0.0) -> torch.Tensor:
+    """RAM's glimpse: ``scales`` patches around the fixation, patch ``j`` covering
+    ``size * 2**j`` pixels averaged down to ``size`` x ``size``.
+
+    Args:
+        scenes: (B, S, S) float32.
+        fixations: (B, 2) scene coordinates.
+        size: even side of each patch; scales: number of patches.
+
+    Returns:
+        (B, scales, size, size).
+    """
+    R = size << (scales - 1)
+    levels = _box_pyramid(eye_window(scenes, fixations, size=R, pad=pad), scales)
+    out = []
+    for j, lv in enumerate(levels):
+        c = (R >> j) // 2 - size // 2
+        out.append(lv[:, c:c + size, c:c + size])
+    return torch.stack(out, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# log-polar log-Gabor periphery
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PeripheryConfig:
+    """The log-polar retina of Daucé et al. (2020).
+
+    Attributes:
+        n_theta, n_phase, n_azimuth, n_eccentricity: filter bank layout (6 x 2 x 24 x 10).
+        rho: ratio of successive ring radii.
+        ecc_max: outermost ring radius over the scene's half-diagonal, times rho
+            (the paper's 0.8: rings at about 2.3 to 51 px in a 128 px scene).
+        sf_max: cap of the peak spatial frequency, cycles/px.
+        sf_scale: peak frequency = min(sf_max, sf_scale / radius_px).
+        B_sf: radial bandwidth of the log-Gabor (ratio, as in SLIP).
+        kernel: samples per side of each filter's support.
+        whiten: whiten the scene (1/f spectrum flattened) before filtering, as the paper.
+    """
+
+    n_theta: int = 6
+    n_phase: int = 2
+    n_azimuth: int = 24
+    n_eccentricity: int = 10
+    rho: float = 1.41
+    ecc_max: float = 0.8
+    sf_max: float = 0.45
+    sf_scale: float = 1.36
+    B_sf: float = 0.4
+    kernel: int = 9
+    whiten: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("n_theta", "n_azimuth", "n_eccentricity", "kernel"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"PeripheryConfig.{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.n_phase not in (1, 2):
+            raise ValueError(f"PeripheryConfig.n_phase must be 1 (even) or 2 (even, odd), got {self.n_phase!r}")
+        if not self.rho > 1:
+            raise ValueError(f"PeripheryConfig.rho must be > 1, got {self.rho!r}")
+        if not (0 < self.sf_max <= 0.5 and self.sf_scale > 0 and self.ecc_max > 0 and self.B_sf > 0):
+            raise ValueError("PeripheryConfig needs 0 < sf_max <= 0.5 and positive sf_scale, ecc_max, B_sf")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(theta x phase, eccentricity, azimuth)."""
+        return (self.n_theta * self.n_phase, self.n_eccentricity, self.n_azimuth)
+
+
+_SF_LOCAL = 0.25  # peak frequency of the local kernel, cycles per sample
+
+
+def _local_kernels(cfg: PeripheryConfig) -> torch.Tensor:
+    """(kernel**2, n_theta * n_phase) zero-mean, unit-norm log-Gabor kernels in a local
+    frame whose x axis points away from the fixation (orientation relative to azimuth)."""
+    n, k = 64, cfg.kernel
+    f = torch.fft.fftfreq(n, dtype=torch.float64)
+    fy, fx = torch.meshgrid(f, f, indexing="ij")
+    fr = torch.sqrt(fx**2 + fy**2).clamp_min(1e-9)
+    radial = torch.exp(-0.5 * torch.log(fr / _SF_LOCAL) ** 2 / math.log(1 + cfg.B_sf) ** 2)
+    radial[0, 0] = 0.0
+    b_theta = math.pi / cfg.n_theta / 2
+    kernels = []
+    for t in range(cfg.n_theta):
+        theta = t * math.pi / cfg.n_theta
+        dtheta = torch.atan2(fy, fx) - theta
+        angular = torch.exp(torch.cos(dtheta) / b_theta**2 - 1 / b_theta**2)  # one-sided: analytic filter
+        spatial = torch.fft.fftshift(torch.fft.ifft2(radial * angular))
+        c = n // 2
+        crop = spatial[c - k // 2: c - k // 2 + k, c - k // 2: c - k // 2 + k]
+        parts = [crop.real, crop.imag][: cfg.n_phase]
+        for p in parts:
+            p = p - p.mean()
+            kernels.append((p / p.norm()).flatten())
+    return torch.stack(kernels, 1).to(torch.float32)  # (k*k, n_theta*n_phase)
+
+
+class Periphery(torch.nn.Module):
+    """Log-polar log-Gabor responses around the fixation.
+
+    ``Periphery(cfg, scene_size)(scenes, fixations) -> (B, n_theta*n_phase, n_ecc, n_azimuth)``.
+    The scenes are whitened once (:meth:`whiten`), then each read takes the eye-centred
+    window of the whitened scene (:func:`eye_window`), builds its box pyramid, and applies
+    a fixed sparse operator: every filter reads ``kernel**2`` bilinear samples from the
+    pyramid level matching its sample spacing (weights precomputed), dotted with the
+    local kernels.  For ``B`` scenes that costs ``B * (window**2 + 4 * E * A * kernel**2)``
+    reads instead of a dense ``B * 2880 * S**2`` product.
+    """
+
+    def __init__(self, cfg: PeripheryConfig, scene_size: int) -> None:
+        super().__init__()
+        self.cfg, self.scene_size = cfg, scene_size
+        E, A, k = cfg.n_eccentricity, cfg.n_azimuth, cfg.kernel
+        half_diag = scene_size / math.sqrt(2)
+        radius = half_diag * cfg.ecc_max * cfg.rho ** (torch.arange(E, dtype=torch.float64) - E)  # (E,) px
+        sf = torch.clamp(cfg.sf_scale / radius, max=cfg.sf_max)  # cycles/px
+        spacing = _SF_LOCAL / sf  # px between samples
+        level = torch.clamp(torch.floor(torch.log2(spacing)), min=0).long()  # pyramid level per ring
+        psi = (2 * math.pi / A) * (torch.arange(A, dtype=torch.float64)[None, :]
+                                   + 0.5 * (torch.arange(E)[:, None] % 2))  # (E, A), odd rings offset
+        q = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+        qy, qx = torch.meshgrid(q, q, indexing="ij")
+        qx, qy = qx.flatten(), qy.flatten()  # (k*k,) local frame, x radial
+        cos, sin = torch.cos(psi)[..., None], torch.sin(psi)[..., None]
+        d = spacing[:, None, None]
+        px = radius[:, None, None] * cos + d * (qx * cos - qy * sin)  # (E, A, k*k) px from the eye, y down
+        py = radius[:, None, None] * sin + d * (qx * sin + qy * cos)
+        self.levels = int(level.max()) + 1
+        step = 1 << (self.levels - 1)
+        reach = float(torch.maximum(px.abs().max(), py.abs().max())) + step + 1
+        self.window = int(math.ceil(2 * reach / step)) * step  # even, a multiple of the coarsest pixel
+        # bilinear taps into the concatenated flat pyramid of the window
+        sizes = [(self.window >> lv) ** 2 for lv in range(self.levels)]
+        base = [sum(sizes[:lv]) for lv in range(self.levels)]
+        lv = level[:, None, None].expand_as(px)
+        scale = (2.0 ** lv.double())
+        u = (px + self.window / 2) / scale - 0.5  # level-pixel index coordinates
+        v = (py + self.window / 2) / scale - 0.5
+        u0, v0 = torch.floor(u), torch.floor(v)
+        fu, fv = u - u0, v - v0
+        n = (self.window >> lv)
+        taps, weights = [], []
+        for du, dv, w in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)), (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
+            uu, vv = (u0 + du).long(), (v0 + dv).long()
+            assert bool(((uu >= 0) & (uu < n) & (vv >= 0) & (vv < n)).all())
+            taps.append(torch.tensor(base)[lv] + vv * n + uu)
+            weights.append(w)
+        self.register_buffer("taps", torch.stack(taps, 0).reshape(-1), persistent=False)  # (4*E*A*k*k,)
+        self.register_buffer("tap_weights", torch.stack(weights, 0).reshape(4, E * A * k * k).float(),
+                             persistent=False)
+        self.register_buffer("kernels", _local_kernels(cfg), persistent=False)  # (k*k, C)
+        self.register_buffer("whitening", self._whitening(scene_size), persistent=False)
+        self.radius_px = radius.to(torch.float32)  # (E,) ring radii
+        self.azimuth = psi.to(torch.float32)  # (E, A) azimuths, radians, y down
+        self.sf = sf.to(torch.float32)  # (E,) peak frequencies, cycles/px
+
+    @staticmethod
+    def _whitening(n: int) -> torch.Tensor:
+        """(n, n) spectrum gain flattening a 1/f image spectrum, low-passed near Nyquist."""
+        f = torch.fft.fftfreq(n, dtype=torch.float64)
+        fy, fx = torch.meshgrid(f, f, indexing="ij")
+        fr = torch.sqrt(fx**2 + fy**2)
+        gain = fr * torch.exp(-((fr / 0.4) ** 4)) / 0.1  # unit gain around 0.1 cycles/px
+        return gain.to(torch.float32)
+
+    def whiten(self, scenes: torch.Tensor, *, pad: float = 0.0) -> torch.Tensor:
+        """(B, S, S) scenes -> (B, S, S) the image the filters read (zero outside the scene)."""
+        x = scenes - pad
+        if self.cfg.whiten:
+            x = torch.fft.irfft2(torch.fft.rfft2(x) * self.whitening[:, : x.shape[-1] // 2 + 1], s=x.shape[-2:])
+        return x
+
+    def read(self, whitened: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
+        """(B, S, S) whitened scenes, (B, 2) fixations -> (B, C, E, A), C = n_theta * n_phase."""
+        B = fixations.shape[0]
+        E, A = self.cfg.n_eccentricity, self.cfg.n_azimuth
+        pyr = _box_pyramid(eye_window(whitened, fixations, size=self.window), self.levels)
+        flat = torch.cat([p.reshape(B, -1) for p in pyr], 1)  # (B, N)
+        samples = (flat.index_select(1, self.taps).view(B, 4, -1) * self.tap_weights).sum(1)  # (B, E*A*k*k)
+        return (samples.view(B, E * A, -1) @ self.kernels).view(B, E, A, -1).permute(0, 3, 1, 2)
+
+    def forward(self, scenes: torch.Tensor, fixations: torch.Tensor, *, pad: float = 0.0) -> torch.Tensor:
+        return self.read(self.whiten(scenes, pad=pad), fixations)
+
+    def bound(self) -> float:
+        """An upper bound of |response| for scenes within ``pad`` +- 1: the L1 norm of the
+        whitening kernel times the largest L1 norm of a local kernel (bilinear reads and
+        pyramid averages never leave the range of their inputs)."""
+        w = torch.fft.ifft2(self.whitening.double()).real.abs().sum().item() if self.cfg.whiten else 1.0
+        return float(w * self.kernels.abs().sum(0).max().item())

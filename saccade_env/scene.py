@@ -1,0 +1,304 @@
+"""Scenes: an MNIST digit in a large, possibly noisy and cluttered display, batched in torch.
+
+The default follows Daucé, Albiges & Perrinet (2020): a 128x128 display, a MotionClouds
+texture background (sf_0=0.1, B_sf=0.1, isotropic, noise level 0.75), one 28x28 digit
+at contrast 0.7 placed at radius ``min(|N(0,1)| * 30, 34)`` px with a uniform angle,
+digit and noise mixed by a pixel-wise maximum, and a circular mask.  The RAM/STN
+benchmarks (translated and cluttered MNIST) are the same machinery with other values.
+
+Coordinates: a scene is ``(B, size, size)``, indexed ``[b, y, x]``.  Positions are
+given either in *scene coordinates* (x right, y down, -1..1 spans the scene's outer
+edges) or in *pixel offsets* from the scene's centre (``offset_px = xy * size / 2``).
+Digits sit at integer pixel offsets, so a fixation on the digit's centre sees it
+exactly, without interpolation.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import load_mnist
+
+DIGIT = 28  # MNIST digits are 28x28
+CACHE_ENV = "SACCADE_ENV_CACHE"
+PLACEMENTS = ("radial", "uniform", "center")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """What a scene looks like.  All lengths in pixels.
+
+    Attributes:
+        size: side of the square scene (even, at least 28).
+        contrast: digit (and clutter) intensity in [0, 1]; pixels are ``contrast * mnist / 255``.
+        placement: "radial" (Daucé 2020: radius ``min(|N(0,1)|*ecc_std, ecc_max)``,
+            uniform angle), "uniform" (centre uniform over every position that keeps
+            the digit inside the scene), or "center".
+        ecc_std, ecc_max: the radial placement's scale and clipping radius.
+        noise: MotionClouds background level in [0, 1] (0: black background, no texture).
+        sf_0, B_sf: the MotionClouds envelope (peak spatial frequency, bandwidth), cycles/px.
+        n_textures: textures in the background bank; each episode picks one and rolls it.
+        texture_seed: seed of the bank (the bank is a pure function of this config).
+        mask: multiply the display by a disc of diameter ``size`` (outside: background level).
+        n_clutter, clutter_size: pieces of other digits (random crops) scattered in the scene.
+    """
+
+    size: int = 128
+    contrast: float = 0.7
+    placement: str = "radial"
+    ecc_std: float = 30.0
+    ecc_max: float = 34.0
+    noise: float = 0.75
+    sf_0: float = 0.1
+    B_sf: float = 0.1
+    n_textures: int = 64
+    texture_seed: int = 0
+    mask: bool = True
+    n_clutter: int = 0
+    clutter_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < DIGIT or self.size % 2:
+            raise ValueError(f"SceneConfig.size must be an even int >= {DIGIT}, got {self.size!r}")
+        for name in ("contrast", "noise"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise ValueError(f"SceneConfig.{name} must be in [0, 1], got {v!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"SceneConfig.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.placement == "radial":
+            if not (self.ecc_std > 0 and 0 <= self.ecc_max <= self.max_offset):
+                raise ValueError(
+                    f"radial placement needs ecc_std > 0 and 0 <= ecc_max <= {self.max_offset} "
+                    f"(so the digit stays inside a {self.size}px scene), got ecc_std={self.ecc_std}, "
+                    f"ecc_max={self.ecc_max}")
+        if self.sf_0 <= 0 or self.B_sf <= 0:
+            raise ValueError(f"SceneConfig.sf_0 and B_sf must be > 0, got {self.sf_0}, {self.B_sf}")
+        if not (isinstance(self.n_textures, int) and self.n_textures >= 1):
+            raise ValueError(f"SceneConfig.n_textures must be an int >= 1, got {self.n_textures!r}")
+        if not (isinstance(self.n_clutter, int) and self.n_clutter >= 0):
+            raise ValueError(f"SceneConfig.n_clutter must be an int >= 0, got {self.n_clutter!r}")
+        if not (isinstance(self.clutter_size, int) and 1 <= self.clutter_size <= DIGIT):
+            raise ValueError(f"SceneConfig.clutter_size must be an int in 1..{DIGIT}, got {self.clutter_size!r}")
+
+    @property
+    def max_offset(self) -> int:
+        """Largest |x| or |y| pixel offset of the digit's centre that keeps it inside the scene."""
+        return self.size // 2 - DIGIT // 2
+
+    @property
+    def background(self) -> float:
+        """Grey level of an empty display (and of everything outside it)."""
+        return 0.5 if self.noise > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# MotionClouds texture bank
+# ---------------------------------------------------------------------------------------
+def _cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "saccade_env")
+
+
+def _make_textures(cfg: SceneConfig) -> np.ndarray:
+    """(n_textures, size, size) float32 in [0, 1]: MotionClouds' static isotropic envelope,
+    random phases and amplitudes drawn from our own generator (``MotionClouds.random_cloud``
+    reseeds NumPy's global RNG, which an environment must never do), Michelson-rectified."""
+    import MotionClouds as mc
+
+    n = cfg.size
+    fx, fy, ft = mc.get_grids(n, n, 1)
+    envelope = mc.envelope_gabor(fx, fy, ft, V_X=0.0, V_Y=0.0, B_V=0.5, sf_0=cfg.sf_0, B_sf=cfg.B_sf,
+                                 B_theta=np.inf)[:, :, 0]
+    rng = np.random.default_rng(cfg.texture_seed)
+    bank = np.empty((cfg.n_textures, n, n), np.float32)
+    for i in range(cfg.n_textures):
+        spectrum = np.exp(2j * np.pi * rng.random((n, n))) * rng.standard_normal((n, n)) * envelope
+        spectrum = np.fft.ifftshift(spectrum)
+        spectrum[0, 0] = 0.0
+        z = np.fft.ifft2(spectrum).real
+        bank[i] = mc.rectif(z, contrast=1.0, method="Michelson")
+    return bank
+
+
+def texture_bank(cfg: SceneConfig) -> np.ndarray:
+    """The background textures of ``cfg``, built once and cached on disk keyed by their
+    parameters (directory: ``$SACCADE_ENV_CACHE`` or ``~/.cache/saccade_env``).
+
+    Returns:
+        (n_textures, size, size) float32 in [0, 1].
+    """
+    params = {k: asdict(cfg)[k] for k in ("size", "sf_0", "B_sf", "n_textures", "texture_seed")}
+    digest = hashlib.sha1(repr(sorted(params.items())).encode() + b"v1").hexdigest()[:16]
+    path = _cache_dir() / f"motionclouds_{digest}.npy"
+    if path.exists():
+        try:
+            bank = np.load(path)
+            if bank.shape == (cfg.n_textures, cfg.size, cfg.size) and np.isfinite(bank).all():
+                return bank
+        except (OSError, ValueError):
+            pass
+        warnings.warn(f"ignoring the unreadable texture cache {path}; rebuilding it", stacklevel=2)
+    bank = _make_textures(cfg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+            np.save(f, bank)
+        os.replace(f.name, path)
+    except OSError as err:
+        warnings.warn(f"could not cache the texture bank in {path.parent} ({err}); it is rebuilt "
+                      f"at each start. Set {CACHE_ENV} to a writable directory to cache it.", stacklevel=2)
+    return bank
+
+
+# ---------------------------------------------------------------------------------------
+# Batched scene sampling
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SceneBatch:
+    """Freshly drawn scenes.  scene (B, S, S) float32 in [0, 1]; label (B,) int64;
+    offset (B, 2) int64 pixel offset (x, y) of the digit's centre from the scene's centre."""
+
+    scene: torch.Tensor
+    label: torch.Tensor
+    offset: torch.Tensor
+
+
+class SceneSampler:
+    """Draws batches of scenes on ``device`` from uniforms the caller supplies.
+
+    Args:
+        cfg: the scene's configuration.
+        split: "train" (60k MNIST digits) or "test" (10k).
+        device: where the digits, textures and scenes live.
+        data_dir: MNIST directory (see :func:`saccade_env.data.load_mnist`).
+    """
+
+    _FIXED = 9  # uniforms used by the digit, its position and the texture
+    _PER_CLUTTER = 5
+
+    def __init__(self, cfg: SceneConfig, *, split: str = "train", device: torch.device | str = "cpu",
+                 data_dir: str | os.PathLike | None = None) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        images, labels = load_mnist(split, data_dir=data_dir)
+        self.digits = torch.tensor(images, device=self.device)  # (N, 28, 28) uint8
+        self.labels = torch.tensor(labels, device=self.device, dtype=torch.int64)  # (N,)
+        self.order = torch.argsort(self.labels, stable=True)  # digit indices grouped by label
+        counts = torch.bincount(self.labels, minlength=10)
+        self.label_count = counts
+        self.label_start = torch.cumsum(counts, 0) - counts
+        self.textures = (torch.as_tensor(texture_bank(cfg), device=self.device) if cfg.noise > 0 else None)
+        s = cfg.size
+        c = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) - s / 2
+        self.disc = (c[None, :] ** 2 + c[:, None] ** 2) <= (s / 2) ** 2  # (S, S) bool
+        self._arange_d = torch.arange(DIGIT, device=self.device)
+        self._arange_c = torch.arange(cfg.clutter_size, device=self.device)
+        self._arange_s = torch.arange(s, device=self.device)
+
+    @property
+    def n_uniforms(self) -> int:
+        """Uniform numbers :meth:`sample` consumes per scene."""
+        return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter
+
+    def sample(self, u: torch.Tensor, *, label: torch.Tensor | None = None,
+               eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> SceneBatch:
+        """Draw ``B`` scenes.
+
+        Args:
+            u: (B, n_uniforms) float32 uniforms in [0, 1).
+            label: (B,) int64, a label in 0..9 to impose, or -1 to draw one at random.
+            eccentricity: (B,) float32, a distance (px) of the digit from the centre to
+                impose (angle still random), or NaN to draw it.
+            offset: (B, 2) int64 pixel offsets of the digit's centre to impose.
+
+        Returns:
+            SceneBatch.
+        """
+        cfg, dev = self.cfg, self.device
+        B = u.shape[0]
+        # --- which digit
+        n = self.labels.shape[0]
+        idx = (u[:, 0] * n).long().clamp_max(n - 1)
+        if label is not None:
+            lab = label.clamp(0, 9)
+            pick = (u[:, 0] * self.label_count[lab]).long().clamp_max(self.label_count[lab] - 1)
+            idx = torch.where(label >= 0, self.order[self.label_start[lab] + pick], idx)
+        digits = self.digits[idx]  # (B, 28, 28) uint8
+        # --- where
+        m = cfg.max_offset
+        if cfg.placement == "radial":
+            normal = torch.sqrt(-2 * torch.log1p(-u[:, 1])) * torch.cos(2 * math.pi * u[:, 2])
+            radius = (normal.abs() * cfg.ecc_std).clamp_max(cfg.ecc_max)
+        elif cfg.placement == "uniform":
+            radius = None
+        else:
+            radius = torch.zeros(B, device=dev)
+        angle = 2 * math.pi * u[:, 3]
+        if eccentricity is not None:
+            given = ~torch.isnan(eccentricity)
+            radius = torch.where(given, eccentricity, radius if radius is not None else eccentricity)
+        if radius is not None:
+            polar = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], 1).round().long()
+        uniform = ((u[:, 7:9] * (2 * m + 1)).long() - m).clamp(-m, m)
+        if radius is None:
+            xy = uniform
+        elif cfg.placement == "uniform":  # eccentricity imposed on some rows only
+            xy = torch.where(given[:, None], polar, uniform)
+        else:
+            xy = polar
+        if offset is not None:
+            xy = offset
+        xy = xy.clamp(-m, m)
+        # --- paint the digit and the clutter, mixed by a maximum
+        s = cfg.size
+        canvas = torch.zeros(B, s * s, device=dev)
+        top = s // 2 - DIGIT // 2 + xy[:, 1]
+        left = s // 2 - DIGIT // 2 + xy[:, 0]
+        flat = (top[:, None, None] + self._arange_d[None, :, None]) * s + (left[:, None, None] + self._arange_d)
+        canvas.scatter_reduce_(1, flat.reshape(B, -1), digits.reshape(B, -1).float(), reduce="amax")
+        if cfg.n_clutter:
+            self._paint_clutter(canvas, u[:, self._FIXED:])
+        canvas = canvas.view(B, s, s) * (cfg.contrast / 255.0)
+        # --- background texture, picked and rolled
+        if self.textures is not None:
+            t = (u[:, 4] * cfg.n_textures).long().clamp_max(cfg.n_textures - 1)
+            dx = (u[:, 5] * s).long()
+            dy = (u[:, 6] * s).long()
+            rows = (self._arange_s[None, :] + dy[:, None]) % s  # (B, S)
+            cols = (self._arange_s[None, :] + dx[:, None]) % s
+            tex = self.textures[t[:, None, None], rows[:, :, None], cols[:, None, :]]
+            canvas = torch.maximum(canvas, 0.5 + cfg.noise * (tex - 0.5))
+        if cfg.mask:
+            canvas = torch.where(self.disc, canvas, torch.full_like(canvas, cfg.background))
+        return SceneBatch(scene=canvas, label=self.labels[idx], offset=xy)
+
+    def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor) -> None:
+        """Max-paint ``n_clutter`` random crops of random digits into ``canvas`` (B, S*S)."""
+        cfg = self.cfg
+        B, k, s, c = canvas.shape[0], cfg.n_clutter, cfg.size, cfg.clutter_size
+        u = u.view(B, k, self._PER_CLUTTER)
+        n = self.labels.shape[0]
+        src = self.digits[(u[..., 0] * n).long().clamp_max(n - 1)]  # (B, k, 28, 28)
+        sy = (u[..., 1] * (DIGIT - c + 1)).long()
+        sx = (u[..., 2] * (DIGIT - c + 1)).long()
+        ar = self._arange_c
+        rows = (sy[..., None] + ar)[..., :, None].expand(B, k, c, c)
+        cols = (sx[..., None] + ar)[..., None, :].expand(B, k, c, c)
+        pieces = src.flatten(2).gather(2, (rows * DIGIT + cols).flatten(2))  # (B, k, c*c)
+        ty = (u[..., 3] * (s - c + 1)).long()
+        tx = (u[..., 4] * (s - c + 1)).long()
+        flat = (ty[..., None, None] + ar[:, None]) * s + (tx[..., None, None] + ar)  # (B, k, c, c)
+        canvas.scatter_reduce_(1, flat.reshape(B, -1), pieces.reshape(B, -1).float(), reduce="amax")
+
+
+def offsets_to_xy(offset: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel offsets (..., 2) from the centre -> scene coordinates (..., 2) in [-1, 1]."""
+    return offset.to(torch.float32) * (2.0 / size)
