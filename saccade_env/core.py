@@ -147,6 +147,7 @@ class SaccadeCore:
         self.periphery = (Periphery(cfg.periphery, cfg.scene.size).to(self.device)
                           if "periphery" in cfg.sensors else None)
         self.pad = cfg.scene.background
+        self._slots = torch.arange(cfg.max_saccades + 1, device=self.device)
 
     # ----------------------------------------------------------------- reset
     def init_state(self, keys: torch.Tensor) -> EnvState:
@@ -214,9 +215,8 @@ class SaccadeCore:
         st = dataclasses.replace(state)
         st.fixation = torch.where(move[:, None], target, state.fixation)
         st.n_saccades = state.n_saccades + move.long()
-        st.trail = state.trail.clone()
-        rows = torch.arange(st.trail.shape[0], device=self.device)
-        st.trail[rows[move], st.n_saccades[move]] = target[move]
+        slot = move[:, None] & (self._slots[None, :] == st.n_saccades[:, None])  # (B, T)
+        st.trail = torch.where(slot[..., None], target[:, None, :], state.trail)
         st.done = state.done | terminated | truncated
         return st, reward, terminated, truncated
 

@@ -148,4 +148,5 @@ class SaccadeMNISTEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         if not self.cfg.privileged:
             return {}
-        return {"scene": self.state.scene[0].cpu().numpy(), "target_xy": self.core.target_xy(self.state)[0].cpu().numpy()}
+        return {"scene": self.state.scene[0].cpu().numpy().copy(),
+                "target_xy": self.core.target_xy(self.state)[0].cpu().numpy()}

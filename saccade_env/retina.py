@@ -51,6 +51,16 @@ def eye_window(images: torch.Tensor, fixations: torch.Tensor, *, size: int, pad:
         slice at integer offsets and is differentiable in the fixation.
     """
     B, S, _ = images.shape
+    if B == 1 and not fixations.requires_grad:  # one eye: a plain slice where it lands on the grid
+        ox, oy = (v * (S / 2) for v in fixations[0].tolist())
+        if ox == round(ox) and oy == round(oy):
+            left, top = int(round(ox)) + S // 2 - size // 2, int(round(oy)) + S // 2 - size // 2
+            l0, t0 = min(max(left, 0), S), min(max(top, 0), S)
+            part = images[:, t0:max(top + size, t0), l0:max(left + size, l0)]
+            margins = (l0 - left, size - (l0 - left) - part.shape[2], t0 - top, size - (t0 - top) - part.shape[1])
+            if not any(margins):
+                return part.clone()  # callers own their observation
+            return F.pad(part, margins, value=pad)
     off = to_pixels(fixations, S)
     if fixations.requires_grad or not torch.equal(off, off.round()):
         r = (torch.arange(size, device=images.device, dtype=images.dtype) - (size - 1) / 2) * (2.0 / S)
@@ -60,12 +70,6 @@ def eye_window(images: torch.Tensor, fixations: torch.Tensor, *, size: int, pad:
                             align_corners=False)
         return out[:, 0] + pad
     start = off.long() + (S // 2 - size // 2)  # (B, 2) top-left pixel (x, y)
-    if B == 1:  # one eye: a plain slice, padded where the window leaves the scene
-        left, top = int(start[0, 0]), int(start[0, 1])
-        l0, t0 = min(max(left, 0), S), min(max(top, 0), S)
-        part = images[:, t0:max(top + size, t0), l0:max(left + size, l0)]
-        return F.pad(part - pad, (l0 - left, size - (l0 - left) - part.shape[2],
-                                  t0 - top, size - (t0 - top) - part.shape[1])) + pad
     ar = torch.arange(size, device=images.device)
     cols = start[:, 0:1] + ar  # (B, size)
     rows = start[:, 1:2] + ar
@@ -263,9 +267,13 @@ class Periphery(torch.nn.Module):
             x = torch.fft.irfft2(torch.fft.rfft2(x) * self.whitening[:, : x.shape[-1] // 2 + 1], s=x.shape[-2:])
         return x
 
+    chunk = 4096  # scenes read at once; bounds the memory of a read to ~2 GB
+
     def read(self, whitened: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
         """(B, S, S) whitened scenes, (B, 2) fixations -> (B, C, E, A), C = n_theta * n_phase."""
         B = fixations.shape[0]
+        if B > self.chunk:
+            return torch.cat([self.read(w, f) for w, f in zip(whitened.split(self.chunk), fixations.split(self.chunk))])
         E, A = self.cfg.n_eccentricity, self.cfg.n_azimuth
         pyr = _box_pyramid(eye_window(whitened, fixations, size=self.window), self.levels)
         flat = torch.cat([p.reshape(B, -1) for p in pyr], 1)  # (B, N)

@@ -49,25 +49,39 @@ def check_action(action, batch: int | None, device: torch.device) -> tuple[torch
         got = sorted(action) if isinstance(action, dict) else type(action).__name__
         raise TypeError(f"bad action {got!r}: {how}")
     sac, ans = action["saccade"], action["answer"]
-    try:
-        sac = torch.as_tensor(np.asarray(sac) if not torch.is_tensor(sac) else sac)
-        ans = torch.as_tensor(np.asarray(ans) if not torch.is_tensor(ans) else ans)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"bad action ({err}): {how}") from None
+    if torch.is_tensor(sac) or torch.is_tensor(ans):
+        sac, ans = torch.as_tensor(sac), torch.as_tensor(ans)
+    else:
+        try:
+            sac, ans = np.asarray(sac), np.asarray(ans)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"bad action ({err}): {how}") from None
     if tuple(sac.shape) != shape_s:
         raise ValueError(f"action['saccade'] has shape {tuple(sac.shape)}, expected {shape_s}: {how}")
-    if not sac.dtype.is_floating_point:
-        raise TypeError(f"action['saccade'] has dtype {sac.dtype}, expected a float: {how}")
-    if not torch.isfinite(sac).all():
-        raise ValueError(f"action['saccade'] contains NaN or inf ({sac.tolist()}): {how}")
-    if (sac.abs() > 1.0 + 1e-6).any():
-        raise ValueError(f"action['saccade'] is outside [-1, 1] ({sac.tolist()}); clip it "
-                         f"(np.clip(s, -1, 1)) or rescale your policy's output: {how}")
     if tuple(ans.shape) != shape_a:
         raise ValueError(f"action['answer'] has shape {tuple(ans.shape)}, expected {shape_a}: {how}")
-    if ans.dtype.is_floating_point or ans.dtype == torch.bool or ans.is_complex():
-        raise TypeError(f"action['answer'] has dtype {ans.dtype}, expected an integer: {how}")
-    if ((ans < 0) | (ans > LOOK)).any():
+    if isinstance(sac, np.ndarray):
+        if sac.dtype.kind != "f":
+            raise TypeError(f"action['saccade'] has dtype {sac.dtype}, expected a float: {how}")
+        if ans.dtype.kind not in "iu":
+            raise TypeError(f"action['answer'] has dtype {ans.dtype}, expected an integer: {how}")
+        finite = bool(np.isfinite(sac).all())
+        sac_max, ans_min, ans_max = (float(np.abs(sac).max()) if finite else 0.0), int(ans.min()), int(ans.max())
+        sac, ans = torch.from_numpy(sac.astype(np.float32)), torch.from_numpy(ans.astype(np.int64))
+    else:
+        if not sac.dtype.is_floating_point:
+            raise TypeError(f"action['saccade'] has dtype {sac.dtype}, expected a float: {how}")
+        if ans.dtype.is_floating_point or ans.dtype == torch.bool or ans.is_complex():
+            raise TypeError(f"action['answer'] has dtype {ans.dtype}, expected an integer: {how}")
+        finite = bool(torch.isfinite(sac).all())
+        sac_max = float(sac.abs().max()) if finite else 0.0
+        ans_min, ans_max = int(ans.min()), int(ans.max())
+    if not finite:
+        raise ValueError(f"action['saccade'] contains NaN or inf ({sac.tolist()}): {how}")
+    if sac_max > 1.0 + 1e-6:
+        raise ValueError(f"action['saccade'] is outside [-1, 1] ({sac.tolist()}); clip it "
+                         f"(np.clip(s, -1, 1)) or rescale your policy's output: {how}")
+    if ans_min < 0 or ans_max > LOOK:
         raise ValueError(f"action['answer'] must be in 0..10 (0-9: the class, 10: look), got {ans.tolist()}")
     sac = sac.to(device, torch.float32).clamp(-1.0, 1.0).reshape(-1, 2)
     return sac, ans.to(device, torch.int64).reshape(-1)
