@@ -28,7 +28,7 @@ def single_env_rate(env_id: str, seconds: float) -> float:
     obs, _ = env.reset(seed=0)
     steps, t0 = 0, None
     while True:
-        if steps == 50:  # warm-up done
+        if t0 is None and steps == 50:  # warm-up done
             t0, steps = time.perf_counter(), 0
         look = obs["saccades_left"][0] > 0
         act = {"saccade": rng.uniform(-1, 1, 2).astype(np.float32), "answer": 10 if look else int(rng.integers(10))}
