@@ -25,7 +25,7 @@ def observation_space(cfg: EnvConfig, periphery_bound: float) -> spaces.Dict:
     if "glimpse" in cfg.sensors:
         d["glimpse"] = spaces.Box(0.0, 1.0, (cfg.glimpse_scales, cfg.glimpse_size, cfg.glimpse_size), np.float32)
     d["fixation"] = spaces.Box(-1.0, 1.0, (2,), np.float32)
-    d["saccades_left"] = spaces.Box(0.0, float(cfg.max_saccades), (1,), np.float32)
+    d["saccades_left"] = spaces.Box(0.0, float(max(cfg.max_saccades, 1)), (1,), np.float32)  # never a 0-width box
     return spaces.Dict(d)
 
 
