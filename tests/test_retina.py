@@ -292,3 +292,27 @@ def test_periphery_bound(periph, whiten, pad):
     out = P(scenes, fix, pad=pad)
     assert torch.isfinite(out).all()
     assert out.abs().max() <= b, (out.abs().max(), b)
+
+
+@pytest.mark.parametrize("whiten,tightness", [(True, 0.25), (False, 0.9)])
+def test_periphery_bound_against_worst_case_scenes(periph, whiten, tightness):
+    """The response is linear in the scene, so the worst scene within pad +- 1 for an output
+    is pad + sign(its weights): its response is the weights' L1 norm, which must stay
+    within bound() (and bound() must not be wildly loose)."""
+    P = periph[whiten]
+    x = torch.zeros(1, S, S, requires_grad=True)
+    fix = torch.zeros(1, 2)
+    out = P(x, fix)
+    idx = [(c, e, a) for c in (0, 3, 7, 10) for e in (0, 4, 9) for a in (0, 13)]
+    g = torch.zeros(len(idx), *out.shape)
+    for k, (c, e, a) in enumerate(idx):
+        g[k, 0, c, e, a] = 1
+    (jac,) = torch.autograd.grad(out, x, g, is_grads_batched=True)  # (K, 1, S, S)
+    l1 = jac.abs().sum((1, 2, 3))
+    k = int(l1.argmax())
+    worst = torch.sign(jac[k])  # pad 0: a scene in [-1, 1]
+    c, e, a = idx[k]
+    r = float(P(worst, fix)[0, c, e, a])
+    assert r == pytest.approx(float(l1[k]), rel=1e-3)
+    assert r <= P.bound()
+    assert r >= tightness * P.bound()
