@@ -268,22 +268,27 @@ def make_reset_options(options: dict | None, batch: int, size: int, device: torc
         raise ValueError("give either 'eccentricity' or 'target_xy' in reset options, not both")
     out = {}
     max_off = size // 2 - DIGIT // 2
+
+    def per_env(name, value, dtype=None, tail=()):
+        t = torch.as_tensor(value, dtype=dtype)
+        if tuple(t.shape) not in (tail, (batch, *tail)):
+            raise ValueError(f"reset option {name!r} must have shape {tail} (all environments) or "
+                             f"{(batch, *tail)} (one per environment), got {tuple(t.shape)}")
+        return t.broadcast_to((batch, *tail))
+
     if "label" in options:
-        lab = torch.as_tensor(options["label"]).broadcast_to((batch,))
+        lab = per_env("label", options["label"])
         if lab.is_floating_point() or lab.dtype == torch.bool or ((lab < 0) | (lab > 9)).any():
             raise ValueError(f"reset option 'label' must be an integer in 0..9, got {options['label']!r}")
         out["label"] = lab.to(device, torch.int64)
     if "eccentricity" in options:
-        ecc = torch.as_tensor(options["eccentricity"], dtype=torch.float32).broadcast_to((batch,))
+        ecc = per_env("eccentricity", options["eccentricity"], torch.float32)
         if not torch.isfinite(ecc).all() or (ecc < 0).any() or (ecc > max_off).any():
             raise ValueError(f"reset option 'eccentricity' must be in [0, {max_off}] px (the digit must "
                              f"stay inside the scene), got {options['eccentricity']!r}")
         out["eccentricity"] = ecc.to(device)
     if "target_xy" in options:
-        xy = torch.as_tensor(options["target_xy"], dtype=torch.float32)
-        if xy.shape[-1:] != (2,) or xy.dim() > 2:
-            raise ValueError(f"reset option 'target_xy' must have shape (2,) or ({batch}, 2), got {tuple(xy.shape)}")
-        xy = xy.broadcast_to((batch, 2))
+        xy = per_env("target_xy", options["target_xy"], torch.float32, (2,))
         off = torch.round(xy * (size / 2))
         if not torch.isfinite(xy).all() or (off.abs() > max_off).any():
             raise ValueError(f"reset option 'target_xy' must keep the digit inside the scene: |x|, |y| <= "

@@ -89,8 +89,8 @@ class SaccadeMNISTEnv(gym.Env):
         self._viewer = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
         opts = make_reset_options(options, 1, self.cfg.scene.size, self.core.device)
+        super().reset(seed=seed)
         if seed is not None or self.state is None:
             key = rng.key_from_seed(seed, self.np_random)
             self.state = self.core.init_state(torch.tensor([key]))

@@ -76,6 +76,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Start a new episode in every environment.  ``seed``: an int (environment i gets
         seed + i), a list of num_envs ints, or None.  ``options``: see SaccadeMNISTEnv.reset."""
+        opts = make_reset_options(options, self.num_envs, self.cfg.scene.size, self.device)
         if seed is not None or self.state is None:
             if isinstance(seed, (list, tuple)):
                 if len(seed) != self.num_envs:
@@ -88,12 +89,11 @@ class SaccadeMNISTVectorEnv(VectorEnv):
             entropy = np.random.default_rng()
             keys = torch.tensor([rng.key_from_seed(s, entropy) for s in seeds], dtype=torch.int64)
             self.state = self.core.init_state(keys.to(self.device))
-        opts = make_reset_options(options, self.num_envs, self.cfg.scene.size, self.device)
         self.state = self.core.reset(self.state, torch.ones(self.num_envs, dtype=torch.bool, device=self.device),
                                      **opts)
         self._return.zero_()
         self._length.zero_()
-        return self._observe(), self._info(None)
+        return self._observe(), self._info()
 
     def step(self, actions: dict):
         if self.state is None:
@@ -104,10 +104,10 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         ended = terminated | truncated
         self._return = torch.where(restart, 0.0, self._return + reward)
         self._length = torch.where(restart, 0, self._length + 1)
-        info = self._info(None)
+        self.state = self.core.reset(state, restart) if bool(restart.any()) else state
+        info = self._info()
         if bool(ended.any()):
             info.update(self._episode_info(state, answer, ended))
-        self.state = self.core.reset(state, restart) if bool(restart.any()) else state
         return self._observe(), reward, terminated, truncated, info
 
     def render(self):
@@ -126,7 +126,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         self._last_obs = self.core.observe(self.state)
         return self._last_obs
 
-    def _info(self, _) -> dict[str, Any]:
+    def _info(self) -> dict[str, Any]:
         if not self.cfg.privileged:
             return {}
         every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)

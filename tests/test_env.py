@@ -274,10 +274,6 @@ def test_vector_reset_seed_list():
     b.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: on the autoreset step the vector env's privileged info "
-                   "(scene, target_xy) is the ended episode's, not that of the new episode whose first "
-                   "observation it returns (SaccadeMNISTVectorEnv.step builds info from self.state before "
-                   "the reset)")
 def test_vector_privileged_info_after_autoreset():
     venv = gym.make_vec("SaccadeMNIST-v0", num_envs=2, device="cpu", privileged=True)
     single = gym.make("SaccadeMNIST-v0", privileged=True).unwrapped
@@ -489,9 +485,6 @@ def test_bad_reset_options(twins, options, fragment):
     _continue_identically(a, b)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: SaccadeMNISTEnv.reset calls gym.Env.reset(seed=...) before validating "
-                   "options, so a rejected reset(seed=s, options=bad) still reseeds env.np_random "
-                   "(np_random_seed becomes s)")
 def test_bad_reset_options_do_not_reseed():
     env = SaccadeMNISTEnv(sensors=("fovea",))
     env.reset(seed=3)
@@ -568,10 +561,6 @@ def test_vector_bad_reset_options_without_seed(vtwins):
     _vcontinue_identically(a, b)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="BUG: per-environment reset options of the wrong length (label=[1, 2] "
-                   "for 3 envs, eccentricity=[1, 2], target_xy of shape (2, 2)) escape as torch's RuntimeError "
-                   "'The expanded size of the tensor ...' from broadcast_to in make_reset_options, not a "
-                   "ValueError naming the option and the expected length")
 @pytest.mark.parametrize("opts", [{"label": [1, 2]}, {"eccentricity": [1.0, 2.0]},
                                   {"target_xy": [[0.0, 0.0], [0.1, 0.1]]}])
 def test_vector_reset_options_of_wrong_length(vtwins, opts):
@@ -581,9 +570,6 @@ def test_vector_reset_options_of_wrong_length(vtwins, opts):
         a.reset(options=opts)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: SaccadeMNISTVectorEnv.reset(seed=..., options=bad) replaces "
-                   "self.state with a fresh all-ended state before validating the options; the ValueError "
-                   "comes after the running episodes were thrown away")
 def test_vector_bad_reset_options_with_seed_change_nothing(vtwins):
     a, b = vtwins
     a.reset(seed=33)
