@@ -57,9 +57,12 @@ class Episodes:
 
 def make_env(env_id: str, *, agent: Any, num_envs: int, device: str | torch.device = "cpu",
              max_saccades: int | None = None, split: str = "test", **env_kwargs) -> gym.vector.VectorEnv:
-    """The vector env an agent runs on: only its sensors computed, privileged if it needs it."""
+    """The vector env an agent runs on: only its sensors computed, privileged if it needs it.
+
+    An agent may carry ``env_kwargs`` (e.g. RAM's ``glimpse_size``/``glimpse_scales``, the
+    sensor settings it was trained with); they apply unless ``env_kwargs`` here override them."""
     check_agent(agent)
-    kw = dict(env_kwargs)
+    kw = {**getattr(agent, "env_kwargs", {}), **env_kwargs}
     kw["sensors"] = tuple(s for s in SENSORS if s in agent.sensors)
     if max_saccades is not None:
         kw["max_saccades"] = int(max_saccades)

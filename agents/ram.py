@@ -1,0 +1,277 @@
+"""RAM, the recurrent attention model of Mnih et al. (2014), acting through the environment.
+
+At every step the agent reads the environment's multi-scale ``glimpse`` sensor at its
+current fixation (the "what") together with the fixation itself (the "where"), updates a
+recurrent core, and either looks again -- at a location drawn from a Gaussian policy on
+the core state -- or, when no saccade is left (``saccades_left == 0``), answers with the
+classifier applied to the core state::
+
+    what  : glimpse (B, k, g, g) --norm--> Linear -> ReLU           (B, what_hidden)
+    where : fixation (B, 2)              --> Linear -> ReLU          (B, where_hidden)
+    g_t   = ReLU(Linear(what) + Linear(where))                      (B, hidden)
+    h_t   = core(g_t, h_{t-1})        GRU or LSTM cell               (B, hidden)
+    logits_t = Linear(h_t)            classifier, read at every step (B, 10)
+    mu_t  = tanh(Linear(h_t))         location policy mean           (B, 2)
+    l_t   ~ N(mu_t, std^2), detached  the next fixation              (B, 2)
+    b_t   = Linear(h_t.detach())      learned baseline of the reward (B,)
+
+The sampled location ``l_t`` is detached: the classification loss never reaches the
+location network through it (the environment snaps it to the pixel grid anyway), only
+REINFORCE does, through ``log N(l_t; mu_t, std)``.  By default the location network also
+reads ``h_t.detach()`` (``policy_into_core=False``), so the policy gradient trains the
+location network alone and the glimpse network and core learn from the classification
+loss; ``policy_into_core=True`` lets REINFORCE reach the core as in the paper.
+
+Because the classifier is trained at every step (train/ram.py), the agent can be read at
+any budget k: evaluated with ``max_saccades=k`` it answers after k + 1 glimpses.
+Evaluation uses the mean locations (``deterministic=True``, the default);
+:func:`evaluate_mc` averages the class probabilities over several sampled scanpaths.
+
+Checkpoints: one per preset, ``checkpoints/ram-<tag>.pt`` (tag: v0, centered28,
+translated60, cluttered60, cluttered100), written by ``python train/ram.py --env <id>``.
+On SaccadeMNIST-v0 the agent reads the glimpse sensor too (12x12, 4 scales: patches of
+12, 24, 48 and 96 px), not the fovea + log-polar periphery of Daucé et al.: RAM's
+mechanism is the multi-resolution glimpse, and the agent's ``env_kwargs`` carries the
+sensor settings that :func:`agents.rollout.make_env` applies.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import make_action, must_answer
+from .checkpoint import CHECKPOINTS, CheckpointError, load_checkpoint
+from .rollout import BudgetResult, make_env, run_episodes
+
+PRESET_TAGS = {"SaccadeMNIST-v0": "v0", "SaccadeMNIST-Centered28-v0": "centered28",
+               "SaccadeMNIST-Translated60-v0": "translated60", "SaccadeMNIST-Cluttered60-v0": "cluttered60",
+               "SaccadeMNIST-Cluttered100-v0": "cluttered100"}
+
+
+def checkpoint_name(env_id: str) -> str:
+    """The checkpoint's agent key for a preset, e.g. ``ram-translated60`` (file checkpoints/<key>.pt)."""
+    if env_id not in PRESET_TAGS:
+        raise ValueError(f"RAM has no checkpoint naming for {env_id!r}; presets: {sorted(PRESET_TAGS)}")
+    return f"ram-{PRESET_TAGS[env_id]}"
+
+
+@dataclass(frozen=True)
+class RAMConfig:
+    """The network.  ``glimpse_size``/``glimpse_scales`` must match the env's glimpse sensor.
+
+    Attributes:
+        glimpse_size, glimpse_scales: the sensor (patches of ``glimpse_size`` px, scales 2**j).
+        what_hidden, where_hidden, hidden: widths of the glimpse network and the core.
+        core: "gru" or "lstm".
+        std: standard deviation of the Gaussian location policy (scene coordinates).
+        policy_into_core: let REINFORCE's gradient reach the core (the paper) or not.
+        obs_mean, obs_std: normalisation of glimpse pixels (measured by the trainer).
+    """
+
+    glimpse_size: int = 8
+    glimpse_scales: int = 1
+    what_hidden: int = 128
+    where_hidden: int = 128
+    hidden: int = 256
+    core: str = "gru"
+    std: float = 0.1
+    policy_into_core: bool = False
+    obs_mean: float = 0.0
+    obs_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.core not in ("gru", "lstm"):
+            raise ValueError(f"core must be 'gru' or 'lstm', got {self.core!r}")
+        if not self.std > 0 or not self.obs_std > 0:
+            raise ValueError(f"std and obs_std must be > 0, got std={self.std}, obs_std={self.obs_std}")
+
+
+@dataclass
+class RAMState:
+    """The agent's memory over one batch of episodes.
+
+    Attributes:
+        h: (B, hidden) core state; c: (B, hidden) LSTM cell (None for a GRU).
+        logits: per step, (B, 10) classifier outputs.
+        log_pi: per step, (B,) log-density of the sampled location (0 where it answered).
+        baseline: per step, (B,) predicted reward.
+        look: per step, (B,) bool, the agent looked (its location was used).
+    """
+
+    h: torch.Tensor
+    c: torch.Tensor | None
+    logits: list = field(default_factory=list)
+    log_pi: list = field(default_factory=list)
+    baseline: list = field(default_factory=list)
+    look: list = field(default_factory=list)
+
+
+class RAMNet(nn.Module):
+    """The parameters: glimpse network, core, classifier, location network, baseline."""
+
+    def __init__(self, cfg: RAMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_in = cfg.glimpse_scales * cfg.glimpse_size ** 2
+        self.what = nn.Sequential(nn.Flatten(), nn.Linear(n_in, cfg.what_hidden), nn.ReLU())
+        self.where = nn.Sequential(nn.Linear(2, cfg.where_hidden), nn.ReLU())
+        self.mix_what = nn.Linear(cfg.what_hidden, cfg.hidden)
+        self.mix_where = nn.Linear(cfg.where_hidden, cfg.hidden)
+        cell = nn.GRUCell if cfg.core == "gru" else nn.LSTMCell
+        self.core = cell(cfg.hidden, cfg.hidden)
+        self.classifier = nn.Linear(cfg.hidden, 10)
+        self.locator = nn.Linear(cfg.hidden, 2)
+        self.baseline = nn.Linear(cfg.hidden, 1)
+
+    def glimpse_features(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
+        """(B, k, g, g) glimpse, (B, 2) fixation -> (B, hidden) glimpse feature g_t."""
+        x = (glimpse - self.cfg.obs_mean) / self.cfg.obs_std
+        return torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation)))
+
+
+class RAMAgent:
+    """RAM as an agent of agents/base.py (batched, any device).
+
+    Args:
+        net: the RAMNet (its config fixes the sensor).
+        deterministic: look at the policy's mean (evaluation) instead of sampling (training).
+        env_id: the preset it was trained on (informational; None if unknown).
+    """
+
+    name = "ram"
+    sensors = ("glimpse",)
+    privileged = False
+
+    def __init__(self, net: RAMNet, *, deterministic: bool = True, env_id: str | None = None) -> None:
+        self.net = net
+        self.cfg = net.cfg
+        self.deterministic = deterministic
+        self.env_id = env_id
+        self.env_kwargs = {"glimpse_size": self.cfg.glimpse_size, "glimpse_scales": self.cfg.glimpse_scales}
+        self._seed = 0
+        self._gen: torch.Generator | None = None
+
+    def seed(self, seed: int) -> None:
+        """Re-seed the agent's own generator (sampled locations); the global RNG is never used."""
+        self._seed, self._gen = int(seed), None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self._seed)
+        return self._gen
+
+    def reset(self, batch_size: int, device: torch.device) -> RAMState:
+        z = torch.zeros(batch_size, self.cfg.hidden, device=device)
+        return RAMState(h=z, c=z.clone() if self.cfg.core == "lstm" else None)
+
+    def act(self, obs: dict[str, torch.Tensor], state: RAMState, *, info: dict | None = None
+            ) -> tuple[dict[str, torch.Tensor], RAMState]:
+        g = obs["glimpse"]  # (B, k, g, g)
+        want = (self.cfg.glimpse_scales, self.cfg.glimpse_size, self.cfg.glimpse_size)
+        if tuple(g.shape[1:]) != want:
+            raise ValueError(f"RAM was built for glimpses of shape {want}, the env gives {tuple(g.shape[1:])}: "
+                             f"make the env with glimpse_size={want[1]}, glimpse_scales={want[0]} "
+                             f"(agent.env_kwargs; agents.rollout.make_env applies them)")
+        net = self.net
+        x = net.glimpse_features(g, obs["fixation"].detach())
+        if state.c is None:
+            h, c = net.core(x, state.h), None
+        else:
+            h, c = net.core(x, (state.h, state.c))
+        logits = net.classifier(h)  # (B, 10)
+        mu = torch.tanh(net.locator(h if self.cfg.policy_into_core else h.detach()))  # (B, 2)
+        if self.deterministic:
+            loc = mu.detach()
+        else:
+            noise = torch.randn(mu.shape, generator=self._generator(mu.device), device=mu.device)
+            loc = (mu.detach() + self.cfg.std * noise).detach()  # detached: no classification gradient
+        look = ~must_answer(obs)  # (B,)
+        log_pi = torch.distributions.Normal(mu, self.cfg.std).log_prob(loc).sum(-1) * look  # (B,)
+        baseline = net.baseline(h.detach())[:, 0]  # (B,)
+        st = RAMState(h=h, c=c, logits=state.logits + [logits], log_pi=state.log_pi + [log_pi],
+                      baseline=state.baseline + [baseline], look=state.look + [look])
+        action = make_action(saccade=loc, answer=logits.argmax(-1), look=look)
+        return action, st
+
+
+def build_agent(cfg: RAMConfig, *, device: str | torch.device = "cpu", deterministic: bool = True,
+                env_id: str | None = None) -> RAMAgent:
+    return RAMAgent(RAMNet(cfg).to(device), deterministic=deterministic, env_id=env_id)
+
+
+def load_agent(path: str | Path | None = None, *, device: str | torch.device = "cpu",
+               preset: str = "SaccadeMNIST-v0", deterministic: bool = True) -> RAMAgent:
+    """The trained RAM of a preset (default file ``checkpoints/ram-<tag>.pt``), in eval mode.
+
+    ``preset`` picks the default file; with an explicit ``path`` the checkpoint says which
+    preset it was trained on and ``preset`` must agree with it.
+    """
+    key = checkpoint_name(preset)
+    script = f"train/ram.py --env {preset}"
+    if path is None:
+        ckpt = load_checkpoint(None, agent=key, script=script, map_location=device)
+    else:  # any RAM checkpoint; then check its preset
+        ckpt = load_checkpoint(path, agent=_agent_key(path), script=script, map_location=device)
+        if ckpt["config"]["env_id"] != preset:
+            raise CheckpointError(f"{path} is a RAM trained on {ckpt['config']['env_id']}, not {preset}: pass "
+                                  f"preset={ckpt['config']['env_id']!r} or the checkpoint of {preset} "
+                                  f"(`python {script}` writes {CHECKPOINTS / (key + '.pt')})")
+    agent = build_agent(RAMConfig(**ckpt["config"]["net"]), device=device, deterministic=deterministic,
+                        env_id=ckpt["config"]["env_id"])
+    agent.net.load_state_dict(ckpt["weights"]["net"])
+    agent.net.eval()
+    return agent
+
+
+def _agent_key(path: str | Path) -> str:
+    """The agent key stored in a checkpoint file (so any ram-* file can be opened by path)."""
+    try:
+        key = torch.load(path, map_location="cpu", weights_only=False).get("agent", "")
+    except Exception:
+        key = ""
+    return key if str(key).startswith("ram-") else "ram-v0"  # load_checkpoint then gives the clear error
+
+
+def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, samples: int = 8,
+                device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 250,
+                **env_kwargs) -> BudgetResult:
+    """Monte-Carlo evaluation: each episode is played ``samples`` times with sampled
+    scanpaths (the same scene: the copies share the episode's seed), and the answer is the
+    arg-max of the class probabilities averaged over the copies.
+
+    Episode ``j`` is the scene of seed ``seed + j`` as in :func:`agents.rollout.evaluate`,
+    so the numbers compare with it.  The averaged answer is computed here from the agent's
+    final classifier outputs (the environment judged each copy alone).
+    """
+    B = max(1, min(int(batch_size), int(episodes)))
+    kw = {**agent.env_kwargs, **env_kwargs}
+    venv = make_env(env_id, agent=agent, num_envs=B * samples, device=device, max_saccades=budget, **kw)
+    was, agent.deterministic = agent.deterministic, False
+    agent.seed(seed)
+    correct, n_sacc, ecc, seconds, done = [], [], [], 0.0, 0
+    try:
+        while done < episodes:
+            seeds = [seed + done + j for j in range(B) for _ in range(samples)]
+            ep = run_episodes(venv, agent, seed=seeds)
+            probs = torch.softmax(ep.state.logits[-1], -1).view(B, samples, 10).mean(1)
+            take = min(B, episodes - done)
+            correct.append((probs.argmax(-1) == ep.label.view(B, samples)[:, 0])[:take].cpu().numpy())
+            n_sacc.append(ep.n_saccades.view(B, samples)[:take, 0].cpu().numpy())
+            ecc.append(ep.eccentricity.view(B, samples)[:take, 0].cpu().numpy())
+            seconds += ep.seconds
+            done += take
+    finally:
+        agent.deterministic = was
+        venv.close()
+    return BudgetResult(budget=budget, correct=np.concatenate(correct), n_saccades=np.concatenate(n_sacc),
+                        eccentricity=np.concatenate(ecc), seconds=seconds)
+
+
+def config_dict(cfg: RAMConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,165 @@
+"""RAM: the glimpse sensor against plain slicing, gradient isolation of the locations,
+the agent in the environment, loading, and a short CPU training run that beats chance."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import saccade_env  # noqa: F401
+from agents.checkpoint import CheckpointError
+from agents.ram import RAMConfig, build_agent, evaluate_mc, load_agent
+from agents.rollout import evaluate, make_env, run_episodes
+from saccade_env.retina import glimpse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ref_glimpse(scene: np.ndarray, off: tuple[int, int], size: int, scales: int, pad: float) -> np.ndarray:
+    """(scales, size, size) by NumPy slicing of the padded scene: patch j is the
+    (size * 2**j)-px square centred at pixel offset ``off`` from the scene's centre,
+    averaged over 2**j x 2**j blocks."""
+    S = scene.shape[0]
+    M = (size << scales) + S
+    padded = np.pad(scene, M, constant_values=pad)
+    out = []
+    for j in range(scales):
+        side, f = size << j, 1 << j
+        top, left = M + S // 2 - side // 2 + off[1], M + S // 2 - side // 2 + off[0]
+        patch = padded[top:top + side, left:left + side]
+        out.append(patch.reshape(size, f, size, f).mean(axis=(1, 3)))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("S,size,scales", [(28, 8, 1), (60, 12, 3), (100, 12, 4), (128, 12, 4)])
+def test_glimpse_equals_slices_of_padded_scene(S, size, scales):
+    g = torch.Generator().manual_seed(S)
+    h = S // 2
+    offs = [(0, 0), (3, -5), (-h, h), (h - 1, -h + 2), (7, h - 3), (-h + 4, 0)]
+    scenes = torch.rand(len(offs), S, S, generator=g)
+    fix = torch.tensor(offs, dtype=torch.float64).div(h).float()
+    got = glimpse(scenes, fix, size=size, scales=scales, pad=0.25).numpy()
+    assert got.shape == (len(offs), scales, size, size)
+    for i, o in enumerate(offs):
+        np.testing.assert_allclose(got[i], ref_glimpse(scenes[i].numpy(), o, size, scales, 0.25), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("env_id,extra", [("SaccadeMNIST-Translated60-v0", {}),
+                                          ("SaccadeMNIST-v0", {"glimpse_size": 12, "glimpse_scales": 4})])
+def test_env_glimpse_observation_is_the_sliced_scene(env_id, extra):
+    """What the environment hands RAM after random saccades == slices of its own scene."""
+    venv = gym.make_vec(env_id, num_envs=5, device="cpu", sensors=("glimpse",), privileged=True, **extra)
+    cfg = venv.unwrapped.cfg
+    obs, info = venv.reset(seed=3)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        obs, _, _, _, info = venv.step({"saccade": torch.rand(5, 2, generator=rng) * 2 - 1,
+                                        "answer": torch.full((5,), 10)})
+        for i in range(5):
+            off = tuple(int(v) for v in torch.round(obs["fixation"][i] * cfg.scene.size / 2))
+            ref = ref_glimpse(info["scene"][i].numpy(), off, cfg.glimpse_size, cfg.glimpse_scales,
+                              cfg.scene.background)
+            np.testing.assert_allclose(obs["glimpse"][i].numpy(), ref, atol=1e-6, rtol=0)
+    venv.close()
+
+
+def _wave(policy_into_core: bool, B: int = 16):
+    cfg = RAMConfig(glimpse_size=12, glimpse_scales=3, hidden=32, what_hidden=16, where_hidden=16,
+                    policy_into_core=policy_into_core)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, deterministic=False)
+    agent.seed(1)
+    venv = make_env("SaccadeMNIST-Translated60-v0", agent=agent, num_envs=B, max_saccades=3, split="train")
+    ep = run_episodes(venv, agent, seed=0, record=True, grad=True)
+    venv.close()
+    return agent, ep
+
+
+@pytest.mark.parametrize("policy_into_core", [False, True])
+def test_classification_loss_does_not_reach_the_location_network(policy_into_core):
+    agent, ep = _wave(policy_into_core)
+    st = ep.state
+    assert all(not s["action"]["saccade"].requires_grad for s in ep.steps)  # detached locations
+    ce = sum(F.cross_entropy(lg, ep.label) for lg in st.logits)
+    loc_params = list(agent.net.locator.parameters())
+    grads = torch.autograd.grad(ce, loc_params + [agent.net.what[1].weight], allow_unused=True,
+                                retain_graph=True)
+    assert all(g is None or float(g.abs().max()) == 0.0 for g in grads[:-1])
+    assert grads[-1] is not None and float(grads[-1].abs().max()) > 0  # it does train the glimpse network
+    # REINFORCE does reach the location network (so the check above can fail)
+    adv = ep.correct.float() - 0.5
+    rl = -(torch.stack(st.log_pi) * adv).sum()
+    g_rl = torch.autograd.grad(rl, loc_params[0], allow_unused=True, retain_graph=True)[0]
+    assert g_rl is not None and float(g_rl.abs().max()) > 0
+    # the policy gradient reaches the core only when asked to
+    g_core = torch.autograd.grad(rl, agent.net.core.weight_hh, allow_unused=True)[0]
+    reaches = g_core is not None and float(g_core.abs().max()) > 0
+    assert reaches == policy_into_core
+
+
+def test_agent_episode_structure_and_shape_error():
+    agent, ep = _wave(False, B=8)
+    st = ep.state
+    assert len(st.logits) == 4 and (ep.n_saccades == 3).all() and (ep.length == 4).all()
+    assert [bool(lk.all()) for lk in st.look] == [True, True, True, False]
+    assert float(st.log_pi[-1].abs().max()) == 0.0
+    venv = gym.make_vec("SaccadeMNIST-Translated60-v0", num_envs=2, sensors=("glimpse",), glimpse_size=8)
+    with pytest.raises(ValueError, match="glimpse_size=12, glimpse_scales=3"):
+        run_episodes(venv, agent, seed=0)
+    venv.close()
+
+
+def test_load_agent_errors(tmp_path, monkeypatch):
+    import agents.checkpoint as ck
+    monkeypatch.setattr(ck, "ROOT", tmp_path)  # an empty checkpoints/ folder
+    monkeypatch.setattr(ck, "CHECKPOINTS", tmp_path / "checkpoints")
+    with pytest.raises(CheckpointError, match=r"train/ram.py --env SaccadeMNIST-Cluttered60-v0.*ram-cluttered60"):
+        load_agent(preset="SaccadeMNIST-Cluttered60-v0")
+    with pytest.raises(ValueError, match="presets"):
+        load_agent(preset="SaccadeMNIST-Nope-v0")
+
+
+def _train_module(monkeypatch):
+    spec = importlib.util.spec_from_file_location("train_ram", ROOT / "train" / "ram.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_ram", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
+    """A short run on Centered28 (6 glimpses 8x8), then held-out test episodes: well above 10%."""
+    monkeypatch.chdir(tmp_path)
+    tr = _train_module(monkeypatch)
+    out = tmp_path / "ram-centered28.pt"
+    cfg = tr.Config(env="SaccadeMNIST-Centered28-v0", steps=60, batch_size=64, hidden=128, lr=2e-3,
+                    eval_every=10**6, final_episodes=100, device="cpu", out=str(out), save_every=30, threads=1)
+    threads = torch.get_num_threads()
+    try:
+        tr.main(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "runs" / "ram-centered28" / "resume.pt").is_file()
+    agent = load_agent(out, preset="SaccadeMNIST-Centered28-v0")
+    with pytest.raises(CheckpointError, match="trained on SaccadeMNIST-Centered28-v0"):
+        load_agent(out, preset="SaccadeMNIST-v0")
+    res = evaluate(agent, env_id="SaccadeMNIST-Centered28-v0", budget=5, episodes=600, seed=777)
+    assert res.accuracy > 0.30, res.accuracy
+    assert (res.n_saccades == 5).all()
+    early = evaluate(agent, env_id="SaccadeMNIST-Centered28-v0", budget=1, episodes=300, seed=777)
+    assert early.accuracy > 0.2 and (early.n_saccades == 1).all()  # readable at a smaller budget
+    mc = evaluate_mc(agent, env_id="SaccadeMNIST-Centered28-v0", budget=5, episodes=300, samples=4, seed=777)
+    assert mc.correct.shape == (300,) and mc.accuracy > 0.30
+    assert agent.deterministic  # evaluate_mc restores the evaluation mode
+    # --resume continues from the resume file and trains the remaining iterations
+    try:
+        tr.main(tr.Config(**{**cfg.__dict__, "steps": 70, "resume": True, "final_episodes": 50}))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.load(out, weights_only=False)["meta"]["iterations"] == 70

@@ -1,0 +1,213 @@
+"""Train RAM (Mnih et al. 2014) on a SaccadeMNIST preset: REINFORCE with a learned baseline
+plus the supervised classification loss (the paper's hybrid loss).
+
+    python train/ram.py --env SaccadeMNIST-Centered28-v0            # 6 glimpses 8x8
+    python train/ram.py --env SaccadeMNIST-Translated60-v0          # 8 glimpses 12x12, 3 scales
+    python train/ram.py --env SaccadeMNIST-v0 --max-minutes 15      # glimpse 12x12, 4 scales
+    python train/ram.py --env SaccadeMNIST-Cluttered60-v0 --resume  # continue runs/<name>/resume.pt
+
+Each iteration plays one wave of ``batch_size`` episodes on the batched environment
+(training split, fresh digits every wave) through agents.rollout.run_episodes with
+autograd on; the agent samples its locations (policy std ``--std``) and answers after
+``n_glimpses - 1`` saccades.  Losses, with R = 1 for a right answer, 0 otherwise:
+
+    classification: cross-entropy of the last step + every_step_weight * mean over earlier steps
+                    (so the agent can be read at any budget k)
+    baseline:       mean over looks of (b_t - R)^2
+    REINFORCE:      -mean over looks of log pi(l_t) * (R - b_t)        (times reinforce_weight)
+
+The shipped checkpoint goes to checkpoints/ram-<tag>.pt (agents.ram.checkpoint_name).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import saccade_env  # noqa: F401
+from agents.checkpoint import CHECKPOINTS, atomic_save, save_checkpoint
+from agents.cli import parse_config, resolve_device, run_dir, writer
+from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
+from agents.rollout import evaluate, make_env, run_episodes
+
+
+@dataclass(frozen=True)
+class Config:
+    """Train RAM with the hybrid loss (REINFORCE + baseline + classification)."""
+
+    env: str = field(default="SaccadeMNIST-Centered28-v0", metadata={"help": "preset id"})
+    glimpse_size: int = field(default=0, metadata={"help": "glimpse side g (0: the preset's; 12 on v0)"})
+    glimpse_scales: int = field(default=0, metadata={"help": "glimpse scales k (0: the preset's; 4 on v0)"})
+    n_glimpses: int = field(default=0, metadata={"help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
+    hidden: int = field(default=256, metadata={"help": "core width"})
+    core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
+    std: float = field(default=0.1, metadata={"help": "location policy std (scene coordinates)"})
+    policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr_final: float = field(default=0.1, metadata={"help": "final lr as a fraction of lr (cosine decay)"})
+    steps: int = field(default=20000, metadata={"help": "training iterations (one wave of episodes each)"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
+    batch_size: int = field(default=128, metadata={"help": "episodes per iteration"})
+    every_step_weight: float = field(default=0.5, metadata={"help": "weight of the earlier steps' CE"})
+    reinforce_weight: float = field(default=1.0, metadata={"help": "weight of the REINFORCE loss"})
+    grad_clip: float = field(default=5.0, metadata={"help": "gradient norm clip"})
+    eval_every: int = field(default=500, metadata={"help": "iterations between test-split monitor evals"})
+    eval_episodes: int = field(default=1000, metadata={"help": "episodes of each monitor eval"})
+    final_episodes: int = field(default=10000, metadata={"help": "test episodes of the final scores"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    run_name: str = field(default="", metadata={"help": "runs/<name> (default ram-<tag>)"})
+    out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/ram-<tag>.pt)"})
+    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+    save_every: int = field(default=250, metadata={"help": "iterations between resume files"})
+
+    def __post_init__(self) -> None:
+        checkpoint_name(self.env)  # a known preset
+        if self.batch_size < 2 or self.steps < 1 or self.lr <= 0:
+            raise ValueError("need batch_size >= 2, steps >= 1, lr > 0")
+
+
+def sensor(cfg: Config) -> tuple[int, int, int]:
+    """(glimpse_size, glimpse_scales, max_saccades): the preset's unless overridden."""
+    kw = gym.spec(cfg.env).kwargs
+    v0 = cfg.env == "SaccadeMNIST-v0"  # its preset has no glimpse: RAM's choice is 12x12, 4 scales
+    size = cfg.glimpse_size or (12 if v0 else kw["glimpse_size"])
+    scales = cfg.glimpse_scales or (4 if v0 else kw["glimpse_scales"])
+    n_sacc = cfg.n_glimpses - 1 if cfg.n_glimpses else kw["max_saccades"]
+    return size, scales, n_sacc
+
+
+def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
+    """The hybrid loss of one wave (Episodes whose state is a RAMState)."""
+    st: RAMState = ep.state
+    label, R = ep.label, ep.correct.float()  # (B,)
+    ce = [F.cross_entropy(lg, label) for lg in st.logits]
+    ce_loss = ce[-1] + (cfg.every_step_weight * torch.stack(ce[:-1]).mean() if len(ce) > 1 else 0.0)
+    look = torch.stack(st.look).float()  # (T, B)
+    n_looks = look.sum().clamp(min=1.0)
+    b = torch.stack(st.baseline)  # (T, B)
+    base_loss = (((b - R) ** 2) * look).sum() / n_looks
+    adv = (R - b).detach()
+    reinforce = -(torch.stack(st.log_pi) * adv * look).sum() / n_looks
+    total = ce_loss + base_loss + cfg.reinforce_weight * reinforce
+    return {"total": total, "ce": ce_loss, "ce_last": ce[-1], "baseline": base_loss, "reinforce": reinforce,
+            "reward": R.mean()}
+
+
+def main(cfg: Config) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    key = checkpoint_name(cfg.env)
+    rdir = run_dir("runs", cfg.run_name or key)
+    out = cfg.out or str(CHECKPOINTS / f"{key}.pt")
+    size, scales, n_sacc = sensor(cfg)
+    torch.manual_seed(cfg.seed)  # parameter initialisation only; sampling uses the agent's generator
+
+    # normalise glimpse pixels with statistics of a first training wave
+    probe = gym.make_vec(cfg.env, num_envs=256, device=device, split="train", sensors=("glimpse",),
+                         glimpse_size=size, glimpse_scales=scales)
+    g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
+    probe.close()
+    net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, core=cfg.core,
+                        std=cfg.std, policy_into_core=cfg.policy_into_core,
+                        obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
+    agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
+    opt = torch.optim.Adam(agent.net.parameters(), lr=cfg.lr)
+
+    def set_lr(step: int) -> None:
+        """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
+        done = step / cfg.steps
+        if cfg.max_minutes:
+            done = max(done, (time.perf_counter() - t0) / (cfg.max_minutes * 60))
+        for grp in opt.param_groups:
+            grp["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+
+    start, elapsed = 0, 0.0
+    if cfg.resume and (rdir / "resume.pt").is_file():
+        r = torch.load(rdir / "resume.pt", map_location=device, weights_only=False)
+        agent.net.load_state_dict(r["net"])
+        opt.load_state_dict(r["opt"])
+        start, elapsed = r["step"], r["elapsed"]
+        print(f"resumed from {rdir / 'resume.pt'} at iteration {start}")
+    elif cfg.resume:
+        print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
+
+    venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
+                    split="train")
+    tb = writer(rdir)
+    t0 = time.perf_counter() - elapsed
+
+    def save_resume(step: int) -> None:
+        atomic_save({"net": agent.net.state_dict(), "opt": opt.state_dict(),
+                     "step": step, "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)},
+                    rdir / "resume.pt")
+
+    def monitor(step: int, episodes: int) -> float:
+        agent.net.eval()
+        agent.deterministic = True
+        acc = evaluate(agent, env_id=cfg.env, budget=n_sacc, episodes=episodes, device=device,
+                       seed=12345, batch_size=min(1000, episodes)).accuracy
+        agent.deterministic = False
+        agent.net.train()
+        tb.add_scalar("test/accuracy", acc, step)
+        tb.add_scalar("test/accuracy_vs_minutes", acc, int((time.perf_counter() - t0) / 60 * 100))
+        return acc
+
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=key, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    step = start
+    for step in bar:
+        agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
+        ep = run_episodes(venv, agent, seed=cfg.seed * 10**8 + step * cfg.batch_size, record=True, grad=True)
+        L = losses(ep, cfg)
+        opt.zero_grad(set_to_none=True)
+        L["total"].backward()
+        torch.nn.utils.clip_grad_norm_(agent.net.parameters(), cfg.grad_clip)
+        set_lr(step)
+        opt.step()
+        if step % 50 == 0:
+            for k, v in L.items():
+                tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
+            bar.set_postfix(acc=f"{float(L['reward']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
+        if (step + 1) % cfg.eval_every == 0:
+            bar.write(f"iteration {step + 1}: test accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
+                      f"({(time.perf_counter() - t0) / 60:.1f} min)")
+        if (step + 1) % cfg.save_every == 0:
+            save_resume(step + 1)
+        if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
+            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {step + 1}")
+            break
+    step += 1
+    save_resume(step)
+    wall = time.perf_counter() - t0
+    venv.close()
+
+    agent.net.eval()
+    agent.deterministic = True
+    scores = {}
+    for k in range(n_sacc + 1):
+        res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0)
+        scores[f"accuracy_k{k}"] = res.accuracy
+        tb.add_scalar("final/accuracy_vs_k", res.accuracy, k)
+    print("test accuracy by saccade budget:", {k: round(v, 4) for k, v in scores.items()})
+    meta = {"command": "python " + " ".join(sys.argv), "seed": cfg.seed, "device": str(device),
+            "wall_time_s": round(wall, 1), "iterations": step, "episodes_seen": step * cfg.batch_size,
+            "scores": scores, "score_episodes": cfg.final_episodes, "torch_threads": torch.get_num_threads()}
+    save_checkpoint(out, agent=key, config={"env_id": cfg.env, "net": config_dict(net_cfg),
+                                            "max_saccades": n_sacc, "train": dataclasses.asdict(cfg)},
+                    weights={"net": agent.net.state_dict()}, meta=meta)
+    tb.close()
+    print(f"wrote {out} ({wall / 60:.1f} min of training)")
+
+
+if __name__ == "__main__":
+    main(parse_config(Config))
