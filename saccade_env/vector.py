@@ -1,6 +1,7 @@
 """SaccadeMNISTVectorEnv: the batched core as a Gymnasium VectorEnv, torch tensors on any device."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -109,6 +110,28 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         if bool(ended.any()):
             info.update(self._episode_info(state, answer, ended))
         return self._observe(), reward, terminated, truncated, info
+
+    def reset_done(self) -> dict[str, torch.Tensor]:
+        """Start new episodes now in the environments whose episode has ended, instead of
+        at their next step (same-step autoreset, as stable-baselines3 expects; used by
+        :class:`saccade_env.sb3.SB3VecEnv`).  Returns the observation of every environment:
+        the new episodes' first ones where a row was reset, the others unchanged.  The
+        reset rows' next step is an ordinary step (their action is not ignored)."""
+        if self.state is None:
+            raise RuntimeError("call reset() before reset_done()")
+        done = self.state.done
+        idx = done.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return self._last_obs
+        self.state = self.core.reset(self.state, done)
+        self._return = torch.where(done, 0.0, self._return)
+        self._length = torch.where(done, 0, self._length)
+        sub = dataclasses.replace(self.state, **{f.name: getattr(self.state, f.name)[idx]
+                                                 for f in dataclasses.fields(self.state)
+                                                 if torch.is_tensor(getattr(self.state, f.name))})
+        fresh = self.core.observe(sub)  # only the reset rows are observed again
+        self._last_obs = {k: v.index_copy(0, idx, fresh[k]) for k, v in self._last_obs.items()}
+        return self._last_obs
 
     def render(self):
         if self.render_mode is None:

@@ -1,0 +1,133 @@
+"""A stable-baselines3 policy (PPO or sb3-contrib's RecurrentPPO) as a protocol agent.
+
+:class:`SB3Agent` wraps a trained SB3 actor-critic policy over SaccadeMNIST's flat actions
+(:mod:`saccade_env.wrappers`) so that the one rollout loop (agents/rollout.py) and
+eval/compare_agents.py run it like any other agent: deterministic actions, batched on
+the vector env's tensors.  Where no saccade is left and the policy still asks to look
+(which would end the episode unanswered), it answers its best class instead: the
+arg-max of the answer head over the 10 classes (the protocol: an agent answers at the
+latest when ``saccades_left`` reaches 0).
+
+``load_agent()`` reads checkpoints/ppo.pt (written by train/ppo.py) or an SB3 ``.zip``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import saccade_env
+from saccade_env.wrappers import ActionMapping
+
+from .base import LOOK, N_CLASSES, must_answer
+from .checkpoint import CheckpointError, load_checkpoint
+from .sb3_extractors import RetinaExtractor
+
+NAME = "ppo"
+SCRIPT = "train/ppo.py"
+ENV_ONLY = {"device", "render_mode", "render_envs", "data_dir"}
+
+
+def env_config(env_id: str, env_kwargs: dict) -> saccade_env.EnvConfig:
+    """The EnvConfig of ``gym.make(env_id, **env_kwargs)`` (for the action grid)."""
+    kw = {**gym.spec(env_id).kwargs, **{k: v for k, v in env_kwargs.items() if k not in ENV_ONLY}}
+    return saccade_env.make_config(**kw)
+
+
+class SB3Agent:
+    """A trained SB3 policy acting through the agent protocol (agents/base.py).
+
+    Args:
+        policy: an SB3 ``ActorCriticPolicy`` (or sb3-contrib's recurrent one) whose
+            observation space is SaccadeMNIST's Dict and action space a flat form.
+        mapping: the flat action -> native action map the policy was trained with.
+        name: the agent's name in tables.
+    """
+
+    privileged = False
+
+    def __init__(self, *, policy, mapping: ActionMapping, name: str = NAME) -> None:
+        self.policy, self.mapping, self.name = policy, mapping, name
+        self.keys = tuple(policy.observation_space.spaces)
+        self.sensors = tuple(k for k in ("fovea", "periphery", "glimpse") if k in self.keys)
+        self.recurrent = hasattr(policy, "lstm_actor")
+        policy.set_training_mode(False)
+
+    def reset(self, batch_size: int, device: torch.device) -> Any:
+        """Recurrent policies: ((h, c) each (layers, B, hidden), episode_start (B,)); else None."""
+        if not self.recurrent:
+            return None
+        layers, _, hidden = self.policy.lstm_hidden_state_shape
+        z = torch.zeros(layers, batch_size, hidden, device=self.policy.device)
+        return ((z, z.clone()), torch.ones(batch_size, device=self.policy.device))
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], state: Any, *, info: dict | None = None):
+        """``obs``: the vector env's (B, ...) tensors -> ({"saccade" (B, 2), "answer" (B,)}, state)."""
+        x = {k: obs[k].to(self.policy.device) for k in self.keys}
+        if self.recurrent:
+            lstm, start = state
+            dist, lstm = self.policy.get_distribution(x, lstm, start)
+            state = (lstm, torch.zeros_like(start))
+        else:
+            dist = self.policy.get_distribution(x)
+        flat = dist.get_actions(deterministic=True)
+        fixation = obs["fixation"]
+        saccade, answer = self.mapping(flat.to(fixation.device), fixation)
+        forced = must_answer(obs) & (answer == LOOK)
+        if bool(forced.any()):
+            if self.mapping.form == "discrete":
+                scores = dist.distribution[1].logits  # (B, 11): the answer component
+            else:
+                scores = flat[:, 2:]
+            best = scores[:, :N_CLASSES].argmax(1).to(answer.device)
+            answer = torch.where(forced, best, answer)
+        return {"saccade": saccade.float(), "answer": answer.long()}, state
+
+
+def policy_class(recurrent: bool):
+    """SB3's MultiInputPolicy class, or sb3-contrib's recurrent one (a clear error if missing)."""
+    if not recurrent:
+        from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+        return MultiInputActorCriticPolicy
+    try:
+        return importlib.import_module("sb3_contrib.common.recurrent.policies").RecurrentMultiInputActorCriticPolicy
+    except ImportError:
+        raise ImportError("recurrent PPO needs sb3-contrib, which is not installed: pip install sb3-contrib") from None
+
+
+def from_sb3_zip(path: str | os.PathLike, *, device: str | torch.device = "cpu", env_id: str = "SaccadeMNIST-v0",
+                 form: str = "discrete", grid: str = "logpolar", grid_size: int = 8, **env_kwargs) -> SB3Agent:
+    """An agent from an SB3 ``model.save()`` zip (PPO or RecurrentPPO); the action form must be given."""
+    from stable_baselines3 import PPO
+    try:
+        model = PPO.load(path, device=device)
+    except Exception:  # noqa: BLE001  (not a PPO zip: perhaps sb3-contrib's RecurrentPPO)
+        policy_class(True)  # a clear error when sb3-contrib is missing
+        model = importlib.import_module("sb3_contrib").RecurrentPPO.load(path, device=device)
+    return SB3Agent(policy=model.policy, mapping=ActionMapping(env_config(env_id, env_kwargs), form=form, grid=grid,
+                                                               grid_size=grid_size))
+
+
+def load_agent(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu", **options) -> SB3Agent:
+    """The PPO agent of checkpoints/ppo.pt (default), another train/ppo.py checkpoint, or an SB3 zip
+    (``options`` then give env_id, form, grid, grid_size and env kwargs)."""
+    if path is not None and Path(path).suffix == ".zip":
+        return from_sb3_zip(path, device=device, **options)
+    ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT)
+    cfg = ckpt["config"]
+    try:
+        cls = policy_class(cfg["recurrent"])
+        policy = cls(cfg["observation_space"], cfg["action_space"], lambda _: 0.0,
+                     features_extractor_class=RetinaExtractor, **cfg["policy_kwargs"])
+        policy.load_state_dict(ckpt["weights"]["policy"])
+    except (KeyError, RuntimeError) as err:
+        raise CheckpointError(f"the ppo checkpoint {path or 'checkpoints/ppo.pt'} does not match this code "
+                              f"({type(err).__name__}: {err}): retrain it with `python {SCRIPT}`") from None
+    mapping = ActionMapping(env_config(cfg["env"], cfg["env_kwargs"]), form=cfg["form"], grid=cfg["grid"],
+                            grid_size=cfg["grid_size"])
+    return SB3Agent(policy=policy.to(device), mapping=mapping)

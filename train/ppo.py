@@ -1,0 +1,218 @@
+"""Train a stable-baselines3 PPO policy on SaccadeMNIST through the batched-env adapter.
+
+    python train/ppo.py                                   # SaccadeMNIST-v0, discrete log-polar actions
+    python train/ppo.py --device cuda --num-envs 4096 --total-timesteps 20000000
+    python train/ppo.py --env SaccadeMNIST-Translated60-v0 --form continuous
+    python train/ppo.py --recurrent                       # sb3-contrib's RecurrentPPO (pip install sb3-contrib)
+    python train/ppo.py --resume                          # go on from runs/<name>/resume.zip
+
+PPO with SB3's MultiInputPolicy and the retina's features extractor
+(agents/sb3_extractors.py), on ``num_envs`` environments stepped as one batch on
+``device`` (saccade_env/sb3.py).  Logs to TensorBoard in runs/<name>/, saves an SB3 zip
+there every ``save_every`` steps (atomically; ``--resume`` reads it), and at the end
+writes the shipped checkpoint (``--out``, checkpoints/ppo.pt: the policy's weights and
+spaces, read by agents/ppo.py's ``load_agent``) and the accuracy at each saccade budget
+on the test split, measured with agents.rollout.evaluate.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecMonitor
+
+from agents.checkpoint import save_checkpoint
+from agents.cli import parse_config, resolve_device, run_dir
+from agents.ppo import SB3Agent, policy_class
+from agents.rollout import evaluate
+from agents.sb3_extractors import RetinaExtractor
+from saccade_env.sb3 import make_sb3_vec_env
+
+
+@dataclass(frozen=True)
+class Config:
+    """Train PPO (stable-baselines3) on SaccadeMNIST with the batched env."""
+
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "a registered id (saccade_env.presets)"})
+    form: str = field(default="discrete", metadata={"help": "flat action form", "choices": ("discrete", "continuous")})
+    grid: str = field(default="logpolar", metadata={"help": "saccade targets of the discrete form",
+                                                    "choices": ("logpolar", "uniform")})
+    grid_size: int = field(default=8, metadata={"help": "cells per side of the uniform grid"})
+    max_saccades: int | None = field(default=None, metadata={"help": "training budget (default: the preset's)"})
+    contrast: float | None = field(default=None, metadata={"help": "digit contrast (default: the preset's)"})
+    noise: float | None = field(default=None, metadata={"help": "background noise level (default: the preset's)"})
+    placement: str | None = field(default=None, metadata={"help": "radial, uniform or center (default: preset's)"})
+    num_envs: int = field(default=64, metadata={"help": "environments stepped as one batch"})
+    total_timesteps: int = field(default=300_000, metadata={"help": "env steps in all"})
+    n_steps: int = field(default=32, metadata={"help": "steps per env per rollout"})
+    batch_size: int = field(default=512, metadata={"help": "PPO minibatch"})
+    n_epochs: int = field(default=4, metadata={"help": "PPO epochs per rollout"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Adam step size"})
+    gamma: float = field(default=0.99, metadata={"help": "discount"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus"})
+    clip_range: float = field(default=0.2, metadata={"help": "PPO clip"})
+    width: int = field(default=16, metadata={"help": "conv channels of the extractor's first layers"})
+    code: int = field(default=128, metadata={"help": "width of each sensor's code in the extractor"})
+    hidden: int = field(default=128, metadata={"help": "hidden units of the policy and value heads"})
+    recurrent: bool = field(default=False, metadata={"help": "sb3-contrib's RecurrentPPO (LSTM policy)"})
+    bootstrap_truncated: bool = field(default=False, metadata={
+        "help": "report a look past the budget as TimeLimit.truncated (PPO then bootstraps it)"})
+    seed: int = field(default=0, metadata={"help": "seed of the envs and the policy"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda (env and policy)"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads"})
+    save_every: int = field(default=50_000, metadata={"help": "env steps between resume files"})
+    resume: bool = field(default=False, metadata={"help": "go on from runs/<name>/resume.zip"})
+    name: str = field(default="ppo", metadata={"help": "run name: runs/<name>/"})
+    runs: str = field(default="runs", metadata={"help": "base folder of the runs"})
+    out: str = field(default="checkpoints/ppo.pt", metadata={"help": "the shipped checkpoint"})
+    eval_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
+    eval_episodes: int = field(default=1000, metadata={"help": "test episodes per budget (0: no evaluation)"})
+    progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1 or self.total_timesteps < 1 or self.n_steps < 1:
+            raise ValueError("num_envs, total_timesteps and n_steps must be positive")
+
+    def env_kwargs(self) -> dict:
+        """The scene overrides (not the budget), for training and evaluation alike."""
+        kw = {"contrast": self.contrast, "noise": self.noise, "placement": self.placement}
+        return {k: v for k, v in kw.items() if v is not None}
+
+
+def algorithm(recurrent: bool):
+    """PPO, or sb3-contrib's RecurrentPPO with a clear message when it is not installed."""
+    if not recurrent:
+        return PPO
+    policy_class(True)  # ImportError: "pip install sb3-contrib"
+    return importlib.import_module("sb3_contrib").RecurrentPPO
+
+
+def atomic_sb3_save(model, path: Path) -> Path:
+    """``model.save`` to a temporary zip beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.zip", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class Progress(BaseCallback):
+    """A tqdm bar (where SB3's own bar cannot run: it needs `rich`), episode accuracy in TensorBoard, periodic resume files."""
+
+    def __init__(self, *, total: int, save_every: int, resume_path: Path, show: bool) -> None:
+        super().__init__()
+        self.total, self.save_every, self.resume_path, self.show = total, save_every, resume_path, show
+        self.correct: list[bool] = []
+        self.bar = None
+        self.next_save = save_every
+
+    def _on_training_start(self) -> None:
+        if self.show:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", dynamic_ncols=True)
+        self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        if dones.any():
+            infos = self.locals["infos"]
+            self.correct.extend(bool(infos[i]["correct"]) for i in np.flatnonzero(dones))
+        if self.bar is not None:
+            self.bar.update(self.training_env.num_envs)
+        if self.num_timesteps >= self.next_save:
+            atomic_sb3_save(self.model, self.resume_path)
+            self.next_save += self.save_every
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.correct:
+            acc = float(np.mean(self.correct))
+            self.logger.record("rollout/accuracy", acc)
+            if self.bar is not None:
+                self.bar.set_postfix(accuracy=f"{acc:.3f}")
+            self.correct = []
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(cfg: Config) -> dict:
+    """Train, save, evaluate; returns {"checkpoint", "accuracy": {k: acc}, "seconds"}."""
+    torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    algo = algorithm(cfg.recurrent)
+    t0 = time.time()
+    env_kw = cfg.env_kwargs()
+    if cfg.max_saccades is not None:
+        env_kw["max_saccades"] = cfg.max_saccades
+    venv = VecMonitor(make_sb3_vec_env(cfg.env, num_envs=cfg.num_envs, device=device, form=cfg.form, grid=cfg.grid,
+                                       grid_size=cfg.grid_size, bootstrap_truncated=cfg.bootstrap_truncated,
+                                       split="train", **env_kw))
+    venv.seed(cfg.seed)
+    out = run_dir(cfg.runs, cfg.name)
+    resume_path = out / "resume.zip"
+    policy_kwargs = {"net_arch": {"pi": [cfg.hidden], "vf": [cfg.hidden]},
+                     "features_extractor_kwargs": {"width": cfg.width, "fovea_dim": cfg.code,
+                                                   "periphery_dim": cfg.code, "glimpse_dim": cfg.code}}
+    if cfg.recurrent:
+        policy_kwargs.update(lstm_hidden_size=cfg.hidden)
+    if cfg.resume:
+        if not resume_path.is_file():
+            raise SystemExit(f"--resume: no resume file at {resume_path}; start without --resume")
+        model = algo.load(resume_path, env=venv, device=device)
+    else:
+        model = algo("MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                     learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                     ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
+                     policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
+    model.set_logger(configure(str(out), ["tensorboard", "csv"]))
+    remaining = cfg.total_timesteps - model.num_timesteps
+    if remaining > 0:
+        sb3_bar = cfg.progress_bar and importlib.util.find_spec("rich") is not None  # SB3's bar needs rich
+        cb = Progress(total=cfg.total_timesteps, save_every=cfg.save_every, resume_path=resume_path,
+                      show=cfg.progress_bar and not sb3_bar)
+        model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume, progress_bar=sb3_bar)
+    atomic_sb3_save(model, out / "final.zip")
+    agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)
+    config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
+              "recurrent": cfg.recurrent, "policy_kwargs": policy_kwargs,
+              "observation_space": model.observation_space, "action_space": model.action_space,
+              "train_config": asdict(cfg)}
+    meta = {"command": " ".join(["python", "train/ppo.py", *sys.argv[1:]]), "seed": cfg.seed, "device": str(device),
+            "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
+    weights = {"policy": {k: v.cpu() for k, v in model.policy.state_dict().items()}}
+    save_checkpoint(cfg.out, agent="ppo", config=config, weights=weights, meta=meta)
+    accuracy = {}
+    for k in cfg.eval_budgets if cfg.eval_episodes > 0 else ():
+        res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.eval_episodes, device=device, seed=0,
+                       **cfg.env_kwargs())
+        lo, hi = res.interval
+        accuracy[k] = res.accuracy
+        print(f"k={k}: accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {cfg.eval_episodes} test episodes, "
+              f"mean saccades {res.n_saccades.mean():.2f}")
+    meta.update(scores={f"k={k}": a for k, a in accuracy.items()}, eval_episodes=cfg.eval_episodes,
+                wall_seconds=round(time.time() - t0, 1))
+    save_checkpoint(cfg.out, agent="ppo", config=config, weights=weights, meta=meta)
+    venv.close()
+    return {"checkpoint": cfg.out, "accuracy": accuracy, "seconds": time.time() - t0}
+
+
+if __name__ == "__main__":
+    train(parse_config(Config))
