@@ -49,8 +49,9 @@ def save_checkpoint(path: str | os.PathLike, *, agent: str, config: dict, weight
 
 
 def default_path(agent: str) -> Path:
-    """Where the shipped checkpoint of ``agent`` lives: ``checkpoints/<agent>.pt``."""
-    return CHECKPOINTS / f"{agent}.pt"
+    """Where the shipped checkpoint of ``agent`` lives: ``checkpoints/<agent>.pt`` (the directory
+    can be moved with ``$SACCADE_ENV_CHECKPOINTS``)."""
+    return Path(os.environ.get("SACCADE_ENV_CHECKPOINTS", CHECKPOINTS)) / f"{agent}.pt"
 
 
 def load_checkpoint(path: str | os.PathLike | None, *, agent: str, script: str,
@@ -58,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike | None, *, agent: str, script: str,
     """Read a checkpoint of ``agent`` (default: the shipped one), or raise CheckpointError
     naming ``script``, the command that trains it."""
     path = Path(path) if path is not None else default_path(agent)
-    fix = f"train one with `python {script}` (it writes {default_path(agent).relative_to(ROOT)})"
+    fix = f"train one with `python {script}` (it writes checkpoints/{agent}.pt)"
     if not path.is_file():
         raise CheckpointError(f"no {agent} checkpoint at {path}: {fix}")
     try:

@@ -68,3 +68,53 @@ def writer(path: Path):
     """A TensorBoard SummaryWriter logging into ``path``."""
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(log_dir=str(path))
+
+
+def _state_of(obj):
+    return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
+
+
+def save_resume(path: Path, *, step: int, elapsed: float, config: Any, **stateful) -> None:
+    """Write the resume file atomically: ``stateful`` modules, optimisers, schedulers and
+    torch.Generators by name, the step reached and the wall time spent so far."""
+    from .checkpoint import atomic_save
+    atomic_save({"step": step, "elapsed": elapsed, "config": dataclasses.asdict(config),
+                 "state": {k: _state_of(v) for k, v in stateful.items()}}, path)
+
+
+def load_resume(path: Path, *, device: torch.device, **stateful) -> tuple[int, float]:
+    """Restore ``stateful`` objects from a resume file; returns (step, elapsed seconds)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"--resume: there is no {path} to continue from; start without --resume")
+    r = torch.load(path, map_location=device, weights_only=False)
+    missing = set(stateful) - set(r["state"])
+    if missing:
+        raise SystemExit(f"--resume: {path} was written by another script (it lacks {sorted(missing)}); "
+                         f"start without --resume or choose another --name")
+    for k, obj in stateful.items():
+        if isinstance(obj, torch.Generator):
+            obj.set_state(r["state"][k].cpu() if obj.device.type == "cpu" else r["state"][k])
+        else:
+            try:
+                obj.load_state_dict(r["state"][k])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise SystemExit(f"--resume: {path} does not fit this run's {k} ({str(err).splitlines()[0]}); "
+                                 f"it was written with another configuration or script: start without "
+                                 f"--resume or choose another --name") from None
+    return int(r["step"]), float(r["elapsed"])
+
+
+def run_meta(cfg: Any, *, device: torch.device, wall: float, scores: dict) -> dict:
+    """What a shipped checkpoint says of its training: command, seed, device, time, scores."""
+    import shlex
+    import sys
+    return {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "seed": getattr(cfg, "seed", None),
+            "device": str(device), "threads": torch.get_num_threads(), "wall_s": round(wall, 1),
+            "scores": scores}
+
+
+def cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay of the learning rate from its start value to 0 over ``steps``."""
+    import math
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))

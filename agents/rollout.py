@@ -133,7 +133,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))  # min/max: rounding at p = 0, 1
 
 
 @dataclass

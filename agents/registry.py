@@ -1,0 +1,61 @@
+"""Every agent the comparison knows: how to load it, which checkpoint it needs, which script trains it."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import torch
+
+from .checkpoint import CheckpointError, default_path
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An agent of the comparison.
+
+    Attributes:
+        loader: "module:function"; called as ``function(*args, device=device, **options)``.
+        checkpoints: the checkpoint names (``checkpoints/<name>.pt``) it needs.
+        script: the command that trains it (named in errors).
+        args: positional arguments of the loader.
+        options: keyword arguments of the loader.
+        env_id: the preset it was trained for and is compared on.
+    """
+
+    loader: str
+    checkpoints: tuple[str, ...]
+    script: str
+    args: tuple = ()
+    options: dict = field(default_factory=dict)
+    env_id: str = "SaccadeMNIST-v0"
+
+
+AGENTS: dict[str, Entry] = {
+    "center": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("center",)),
+    "random": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("random",)),
+    "oracle": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("oracle",)),
+    "fullview": Entry("agents.baselines:load_agent", ("fullview",), "train/fullview.py", ("fullview",)),
+}
+
+
+def has_checkpoints(name: str) -> bool:
+    """True if every checkpoint ``name`` needs is on disk."""
+    return all(default_path(c).is_file() for c in AGENTS[name].checkpoints)
+
+
+def available(env_id: str | None = None) -> list[str]:
+    """The agents whose checkpoints are on disk (for ``env_id`` if given), in table order."""
+    return [n for n, e in AGENTS.items() if has_checkpoints(n) and (env_id is None or e.env_id == env_id)]
+
+
+def load(name: str, *, device: str | torch.device = "cpu"):
+    """Build agent ``name`` from its shipped checkpoints; a clear error if it cannot."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; known: {', '.join(AGENTS)}")
+    entry = AGENTS[name]
+    missing = [c for c in entry.checkpoints if not default_path(c).is_file()]
+    if missing:
+        raise CheckpointError(f"agent {name!r} needs {', '.join(str(default_path(c)) for c in missing)}: "
+                              f"train it with `python {entry.script}`")
+    module, func = entry.loader.split(":")
+    return getattr(importlib.import_module(module), func)(*entry.args, device=device, **entry.options)

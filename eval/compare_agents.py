@@ -1,0 +1,185 @@
+"""Accuracy versus saccade count for every agent: which way of looking finds and reads the digit best.
+
+    python eval/compare_agents.py                          # every agent with a checkpoint, k = 0..5
+    python eval/compare_agents.py --agents center oracle --budgets 0 1 2 --episodes 500
+
+Each agent plays ``--episodes`` test episodes of ``--env`` at each budget k (the env's
+``max_saccades=k``); the episodes are fixed by ``--seed``, so two runs print the same
+table. Prints a Markdown table (accuracy with its 95% Wilson interval per k, mean
+saccades used, decisions per second, a mark on privileged agents) and writes it with
+CSV, JSON and two figures into ``--out``: accuracy vs saccade count, and accuracy vs
+the target's eccentricity per k (Daucé et al. 2020's figures).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents import registry
+from agents.checkpoint import CheckpointError
+from agents.cli import parse_config, resolve_device
+from agents.rollout import BudgetResult, evaluate
+
+ECC_BINS = np.arange(0, 45, 5)  # 0-5, 5-10, ..., 35-40 px
+
+
+@dataclass(frozen=True)
+class Config:
+    """Compare agents on a preset's test split: accuracy vs saccade budget."""
+
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "the preset to evaluate on"})
+    agents: tuple[str, ...] = field(default=(), metadata={"help": "agents to compare (default: every agent "
+                                                                   "of --env with a checkpoint)"})
+    budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
+    episodes: int = field(default=1000, metadata={"help": "test episodes per agent and budget"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    seed: int = field(default=0, metadata={"help": "seed of the episodes (and of agents' own randomness)"})
+    batch_size: int = field(default=500, metadata={"help": "episodes run at once"})
+    out: str = field(default="docs/compare", metadata={"help": "directory for the table and figures"})
+
+    def __post_init__(self):
+        unknown = [a for a in self.agents if a not in registry.AGENTS]
+        if unknown:
+            raise ValueError(f"unknown agent(s) {unknown}; known: {', '.join(registry.AGENTS)}")
+        if not self.budgets or min(self.budgets) < 0:
+            raise ValueError(f"--budgets must be saccade counts >= 0, got {self.budgets}")
+        if self.episodes < 1 or self.batch_size < 1:
+            raise ValueError("--episodes and --batch-size must be >= 1")
+
+
+def fmt(acc: float, lo: float, hi: float) -> str:
+    return f"{100 * acc:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def rows_of(name: str, privileged: bool, results: list[BudgetResult]) -> list[dict]:
+    rows = []
+    for r in results:
+        lo, hi = r.interval
+        rows.append({"agent": name, "privileged": privileged, "budget": r.budget, "episodes": len(r.correct),
+                     "accuracy": r.accuracy, "ci_low": lo, "ci_high": hi,
+                     "mean_saccades": float(r.n_saccades.mean()), "decisions_per_s": r.decisions_per_s})
+    return rows
+
+
+def markdown(rows: list[dict], budgets: tuple[int, ...]) -> str:
+    """Two tables: accuracy (%) [95% CI] per budget; mean saccades and decisions/s per budget."""
+    names = list(dict.fromkeys(r["agent"] for r in rows))
+    by = {(r["agent"], r["budget"]): r for r in rows}
+    label = {n: n + (" (privileged)" if by[(n, budgets[0])]["privileged"] else "") for n in names}
+    head = "| agent | " + " | ".join(f"k={k}" for k in budgets) + " |\n|---|" + "---|" * len(budgets) + "\n"
+    acc = head + "".join(f"| {label[n]} | " + " | ".join(
+        fmt(by[(n, k)]["accuracy"], by[(n, k)]["ci_low"], by[(n, k)]["ci_high"]) for k in budgets) + " |\n"
+        for n in names)
+    cost = head + "".join(f"| {label[n]} | " + " | ".join(
+        f"{by[(n, k)]['mean_saccades']:.2f} / {by[(n, k)]['decisions_per_s']:,.0f}" for k in budgets) + " |\n"
+        for n in names)
+    return ("Accuracy (%) [95% Wilson interval] with a budget of k saccades:\n\n" + acc +
+            "\nMean saccades used / decisions per second:\n\n" + cost)
+
+
+def plot(results: dict[str, list[BudgetResult]], privileged: dict[str, bool], out: Path, env_id: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, res in results.items():
+        ks = [r.budget for r in res]
+        acc = np.array([r.accuracy for r in res]) * 100
+        ci = np.array([r.interval for r in res]).T * 100
+        ax.errorbar(ks, acc, yerr=np.clip([acc - ci[0], ci[1] - acc], 0, None), marker="o", capsize=3,
+                    linestyle="--" if privileged[name] else "-", label=name + (" (priv.)" if privileged[name] else ""))
+    ax.set_xlabel("saccade budget k")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.axhline(10, color="grey", lw=0.8, ls=":")
+    ax.set_title(f"{env_id}: accuracy vs saccade count")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_saccades.png", dpi=120)
+    plt.close(fig)
+
+    budgets = [r.budget for r in next(iter(results.values()))]
+    cols = min(3, len(budgets))
+    rows = (len(budgets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False, sharey=True)
+    centres = (ECC_BINS[:-1] + ECC_BINS[1:]) / 2
+    for i, k in enumerate(budgets):
+        ax = axes[i // cols][i % cols]
+        for name, res in results.items():
+            r = res[i]
+            which = np.clip(np.digitize(r.eccentricity, ECC_BINS) - 1, 0, len(centres) - 1)
+            acc = [r.correct[which == b].mean() * 100 if (which == b).sum() >= 20 else np.nan
+                   for b in range(len(centres))]
+            ax.plot(centres, acc, marker="o", ms=3, linestyle="--" if privileged[name] else "-", label=name)
+        ax.set_title(f"k = {k}")
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("target eccentricity (px)")
+        if i % cols == 0:
+            ax.set_ylabel("accuracy (%)")
+    for j in range(len(budgets), rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{env_id}: accuracy vs target eccentricity (bins of 5 px, >= 20 episodes)")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_eccentricity.png", dpi=110)
+    plt.close(fig)
+
+
+def main(cfg: Config) -> str:
+    device = resolve_device(cfg.device)
+    names = list(cfg.agents) or registry.available(cfg.env)
+    if not names:
+        raise SystemExit(f"no agent of {cfg.env} has a checkpoint in checkpoints/: train one, e.g. "
+                         f"`python train/foveal.py` for the center, random and oracle baselines")
+    agents = {}
+    for n in names:
+        if registry.AGENTS[n].env_id != cfg.env:
+            raise SystemExit(f"agent {n!r} was trained on {registry.AGENTS[n].env_id}: "
+                             f"pass --env {registry.AGENTS[n].env_id}")
+        try:
+            agents[n] = registry.load(n, device=device)
+        except CheckpointError as err:
+            raise SystemExit(str(err)) from None
+    results: dict[str, list[BudgetResult]] = {}
+    t0 = time.perf_counter()
+    with tqdm(total=len(agents) * len(cfg.budgets) * cfg.episodes, desc="episodes", unit="ep") as bar:
+        for n, agent in agents.items():
+            bar.set_postfix_str(n)
+            results[n] = [evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.episodes, device=device,
+                                   seed=cfg.seed, batch_size=cfg.batch_size, on_wave=bar.update)
+                          for k in cfg.budgets]
+    wall = time.perf_counter() - t0
+    privileged = {n: bool(a.privileged) for n, a in agents.items()}
+    rows = [row for n in results for row in rows_of(n, privileged[n], results[n])]
+    table = markdown(rows, cfg.budgets)
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
+    footer = (f"\n{cfg.env}, test split, {cfg.episodes} episodes per cell, seed {cfg.seed}; "
+              f"{wall:.0f} s on {device} ({machine}).\n")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(table + footer)
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "table.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "device": str(device),
+                                                "machine": machine, "wall_s": wall, "rows": rows}, indent=1))
+    plot(results, privileged, out, cfg.env)
+    print(table + footer + f"Wrote {out}/table.md, table.csv, table.json, accuracy_vs_saccades.png, "
+                           f"accuracy_vs_eccentricity.png")
+    return table
+
+
+if __name__ == "__main__":
+    main(parse_config(Config))
