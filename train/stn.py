@@ -1,0 +1,222 @@
+"""Train the STN agent (agents/stn.py) end to end through the differentiable retina.
+
+    python train/stn.py                                        # SaccadeMNIST-v0 -> checkpoints/stn-v0.pt
+    python train/stn.py --env SaccadeMNIST-Cluttered60-v0      # -> checkpoints/stn-cluttered60.pt
+    python train/stn.py --resume                               # go on from runs/<name>/resume.pt
+
+Each step draws a batch of training scenes from the environment's own core (the scene
+sampler, whitening and retina of saccade_env), puts the eye at a start fixation (the
+centre, or for ``jitter_fraction`` of the batch a random point: "multiple starts", so
+the same module learns to look again from wherever it is, which is what it does with a
+budget k > 1), lets the localiser read the sensors there, and reads the fovea *bilinearly*
+at the real-valued fixation it regresses.  The loss is the classifier's cross-entropy
+there (its gradient reaches the localiser through :func:`saccade_env.retina.fovea`), plus
+``start_weight`` times the cross-entropy at the first fovea (what the agent answers with a
+budget of 0).  An optional auxiliary term (``aux_weight``, decaying to zero over
+``aux_steps``) pulls the fixation towards the digit's centre; it is off by default.
+
+Logs in runs/<name>/ (TensorBoard), resume file runs/<name>/resume.pt, and at the end the
+checkpoint with the test-split accuracies (agents.rollout.evaluate) in its meta.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from agents.checkpoint import CHECKPOINTS, atomic_save, save_checkpoint
+from agents.cli import parse_config, resolve_device, run_dir, writer
+from agents.rollout import evaluate
+from agents.stn import DEFAULT_CHECKPOINTS, STNAgent, STNConfig, checkpoint_config, location_error_px
+from saccade_env.core import SaccadeCore, make_config
+from saccade_env.presets import PRESETS
+from saccade_env.retina import fovea
+
+
+@dataclass(frozen=True)
+class Config:
+    """Train the STN agent (localiser + classifier) through the differentiable retina."""
+
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "environment id (a preset)"})
+    where_sensors: tuple[str, ...] = field(default=(), metadata={
+        "help": "sensors the localiser reads; empty: periphery+fovea where the preset has a periphery, "
+                "else glimpse+fovea"})
+    seed: int = field(default=0, metadata={"help": "seed of the training generator"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)"})
+    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
+    minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
+    batch_size: int = field(default=128, metadata={"help": "scenes per step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the classifier"})
+    loc_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the localiser"})
+    hidden: int = field(default=256, metadata={"help": "localiser width"})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "classifier convolution widths (two)"})
+    fc: int = field(default=256, metadata={"help": "classifier hidden layer width"})
+    jitter_fraction: float = field(default=0.25, metadata={"help": "part of the batch starting off-centre"})
+    jitter_range: float = field(default=0.5, metadata={"help": "off-centre starts are uniform in +-this"})
+    start_weight: float = field(default=0.5, metadata={"help": "weight of the loss at the first fovea"})
+    aux_weight: float = field(default=0.0, metadata={"help": "auxiliary pull to the digit (per px^2/100)"})
+    aux_steps: int = field(default=0, metadata={"help": "the auxiliary weight decays to 0 over these steps"})
+    contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
+    noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
+    ecc_std: float | None = field(default=None, metadata={"help": "override the radial placement's scale"})
+    eval_every: int = field(default=500, metadata={"help": "steps between validation evaluations"})
+    eval_episodes: int = field(default=1000, metadata={"help": "episodes per validation (train digits)"})
+    final_episodes: int = field(default=5000, metadata={"help": "test episodes per budget at the end"})
+    final_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "budgets evaluated at the end"})
+    log_every: int = field(default=25, metadata={"help": "steps between TensorBoard scalars"})
+    save_every: int = field(default=200, metadata={"help": "steps between resume files"})
+    run_name: str = field(default="", metadata={"help": "run directory name (default stn-<env>)"})
+    runs_dir: str = field(default="runs", metadata={"help": "where run directories go"})
+    checkpoint: str = field(default="", metadata={"help": "output checkpoint (default by env)"})
+    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+
+    def __post_init__(self) -> None:
+        if not any(p.id == self.env for p in PRESETS):
+            raise ValueError(f"--env must be one of {[p.id for p in PRESETS]}, got {self.env!r}")
+        if len(self.channels) != 2:
+            raise ValueError(f"--channels takes two widths (conv1 conv2), got {self.channels}")
+        if not (0.0 <= self.jitter_fraction <= 1.0):
+            raise ValueError(f"--jitter-fraction must be in [0, 1], got {self.jitter_fraction}")
+
+
+def env_kwargs(cfg: Config) -> dict:
+    """The preset's overrides asked for on the command line (also used for evaluation)."""
+    return {k: getattr(cfg, k) for k in ("contrast", "noise", "ecc_std") if getattr(cfg, k) is not None}
+
+
+def make_core(cfg: Config, where: tuple[str, ...], device: torch.device) -> SaccadeCore:
+    """The environment's core on the training split, computing only the sensors needed."""
+    kw = dict(next(p for p in PRESETS if p.id == cfg.env).kwargs)
+    kw.update(env_kwargs(cfg), split="train", sensors=tuple(s for s in ("fovea", "periphery", "glimpse")
+                                                               if s in {*where, "fovea"}))
+    return SaccadeCore(make_config(**kw), device=device)
+
+
+def default_where(env_id: str) -> tuple[str, ...]:
+    kw = next(p for p in PRESETS if p.id == env_id).kwargs
+    return ("periphery", "fovea") if "periphery" in kw.get("sensors", ()) else ("glimpse", "fovea")
+
+
+def draw_scenes(core: SaccadeCore, gen: torch.Generator, batch: int):
+    """A fresh batch of training scenes (each a new random stream key)."""
+    keys = torch.randint(0, 2**31 - 1, (batch,), generator=gen).to(core.device)
+    return core.reset(core.init_state(keys), torch.ones(batch, dtype=torch.bool, device=core.device))
+
+
+def start_fixations(cfg: Config, gen: torch.Generator, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 2) start fixations (centre, or uniform in +-jitter_range), (B,) bool at the centre."""
+    jitter = torch.rand(batch, generator=gen) < cfg.jitter_fraction
+    xy = (torch.rand(batch, 2, generator=gen) * 2 - 1) * cfg.jitter_range
+    return torch.where(jitter[:, None], xy, 0.0).to(device), (~jitter).to(device)
+
+
+def step_losses(cfg: Config, agent: STNAgent, core: SaccadeCore, state, start: torch.Tensor,
+                centred: torch.Tensor, aux_weight: float) -> dict[str, torch.Tensor]:
+    """One batch: look from ``start`` (B, 2), classify at the regressed point (bilinear, grad)."""
+    with torch.no_grad():
+        views = core.observe(dataclasses.replace(state, fixation=start))  # what the eye sees at the start
+    fixation = (start + agent.locate(views)).clamp(-1, 1)  # (B, 2), real-valued
+    seen = fovea(state.scene, fixation, size=core.cfg.fovea_size, pad=core.pad)  # differentiable in fixation
+    logits = agent.classify(seen)
+    ce = F.cross_entropy(logits, state.label)
+    ce0 = F.cross_entropy(agent.classify(views["fovea"]), state.label, reduction="none")
+    ce0 = (ce0 * centred).sum() / centred.sum().clamp_min(1)
+    err_px = location_error_px(fixation, core.target_xy(state), core.cfg.scene.size)  # (B,)
+    aux = (F.smooth_l1_loss(err_px, torch.zeros_like(err_px), beta=2.0, reduction="none") / 10).mean()
+    loss = ce + cfg.start_weight * ce0 + aux_weight * aux
+    return {"loss": loss, "ce": ce.detach(), "ce_start": ce0.detach(), "aux": aux.detach(),
+            "acc": (logits.argmax(1) == state.label).float().mean(),
+            "err_px": err_px.detach()[centred].mean() if bool(centred.any()) else err_px.new_tensor(float("nan"))}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_config(Config, argv)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    name = cfg.run_name or f"stn-{cfg.env}"
+    out_dir = run_dir(cfg.runs_dir, name)
+    where = cfg.where_sensors or default_where(cfg.env)
+    core = make_core(cfg, where, device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    probe = core.observe(draw_scenes(core, torch.Generator().manual_seed(cfg.seed + 1), 2))
+    shapes = tuple((k, tuple(probe[k].shape[1:])) for k in ("fovea", "periphery", "glimpse") if k in probe)
+    agent = STNAgent(config=STNConfig(where_sensors=where, shapes=shapes, background=core.pad,
+                                      hidden=cfg.hidden, channels=tuple(cfg.channels), fc=cfg.fc)).to(device)
+    opt = torch.optim.Adam([{"params": agent.classifier.parameters(), "lr": cfg.lr},
+                            {"params": agent.localiser.parameters(), "lr": cfg.loc_lr}])
+    step, elapsed = 0, 0.0
+    resume_path = out_dir / "resume.pt"
+    if cfg.resume and resume_path.is_file():
+        r = torch.load(resume_path, map_location=device, weights_only=False)
+        agent.load_state_dict(r["agent"])
+        opt.load_state_dict(r["opt"])
+        gen.set_state(r["gen"])
+        step, elapsed = r["step"], r["elapsed"]
+        print(f"resumed {resume_path} at step {step}")
+    tb = writer(out_dir)
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
+
+    def save_resume() -> None:
+        atomic_save({"agent": agent.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                     "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}, resume_path)
+
+    agent.train()
+    while step < cfg.steps and not (cfg.minutes and time.perf_counter() - t0 > 60 * cfg.minutes):
+        state = draw_scenes(core, gen, cfg.batch_size)
+        start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
+        aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
+        out = step_losses(cfg, agent, core, state, start, centred, aux_w)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            for k, v in out.items():
+                tb.add_scalar(f"train/{k}", float(v.detach()), step)
+            bar.set_postfix(acc=f"{float(out['acc']):.3f}", err_px=f"{float(out['err_px']):.1f}",
+                            ce0=f"{float(out['ce_start']):.2f}")
+        if step % cfg.save_every == 0:
+            save_resume()
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            agent.eval()
+            res = evaluate(agent, env_id=cfg.env, budget=1, episodes=cfg.eval_episodes, device=device,
+                           seed=10**7, split="train", batch_size=500, **env_kwargs(cfg))
+            tb.add_scalar("val/accuracy_k1", res.accuracy, step)
+            tqdm.write(f"step {step}: validation (train digits, k=1) accuracy {res.accuracy:.4f}")
+            agent.train()
+    bar.close()
+    save_resume()
+    wall = time.perf_counter() - t0
+    agent.eval()
+    scores = {}
+    for k in cfg.final_budgets:
+        res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0,
+                       split="test", batch_size=1000, **env_kwargs(cfg))
+        lo, hi = res.interval
+        scores[f"k{k}"] = {"accuracy": res.accuracy, "interval": [lo, hi], "episodes": cfg.final_episodes}
+        tb.add_scalar("test/accuracy", res.accuracy, k)
+        print(f"test {cfg.env} budget {k}: accuracy {res.accuracy:.4f} [{lo:.4f}, {hi:.4f}] "
+              f"({cfg.final_episodes} episodes)")
+    tb.close()
+    path = cfg.checkpoint or str(CHECKPOINTS / DEFAULT_CHECKPOINTS.get(cfg.env, f"stn-{cfg.env}.pt"))
+    save_checkpoint(path, agent="stn", config={**checkpoint_config(agent), "env": cfg.env,
+                                                "env_kwargs": env_kwargs(cfg)},
+                    weights={"agent": agent.state_dict()},
+                    meta={"command": " ".join(["python", "train/stn.py", *(sys.argv[1:] if argv is None else argv)]),
+                          "seed": cfg.seed, "device": str(device), "wall_time_s": round(wall, 1), "steps": step,
+                          "scores": scores, "train_config": dataclasses.asdict(cfg)})
+    print(f"wrote {path} after {step} steps, {wall / 60:.1f} min of training")
+    return {"scores": scores, "steps": step, "wall": wall, "path": path, "agent": agent}
+
+
+if __name__ == "__main__":
+    main()
