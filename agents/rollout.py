@@ -39,7 +39,8 @@ class Episodes:
         reward: (B,) float32 return; length: (B,) int64 steps.
         state: the agent's state after its last act (e.g. log-probs kept by a trainer).
         steps: when recorded, one dict per step: ``obs``, ``action``, ``reward`` (B,),
-            ``live`` (B,) bool (the row was still in its first episode when it acted).
+            ``live`` (B,) bool (the row was still in its first episode when it acted), and
+            ``info``: the privileged scene and target, when the env exposes them.
         seconds: wall time of the wave.
     """
 
@@ -108,7 +109,8 @@ def run_episodes(venv: gym.vector.VectorEnv, agent: Any, *, seed: int | None = N
             nobs, reward, terminated, truncated, info = venv.step(action)
             live = ~finished
             if record:
-                steps.append({"obs": obs, "action": action, "reward": reward, "live": live.clone()})
+                steps.append({"obs": obs, "action": action, "reward": reward, "live": live.clone(),
+                              "info": public})
             ended = (terminated | truncated) & live
             if bool(ended.any()):
                 for k in ("correct", "label", "n_saccades", "eccentricity"):

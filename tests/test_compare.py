@@ -146,3 +146,15 @@ def test_compare_agents_rejects_bad_arguments():
         ca.Config(agents=("nobody",))
     with pytest.raises(ValueError, match="budgets"):
         ca.Config(budgets=(-1,))
+
+
+def test_scanpaths_gif(checkpoint_dir, tmp_path):
+    from PIL import Image
+
+    from eval import scanpaths
+    out = scanpaths.main(scanpaths.Config(agents=("random", "oracle"), episodes=2, budget=2, device="cpu",
+                                          out=str(tmp_path / "s.gif")))
+    im = Image.open(out)
+    assert im.n_frames >= 3 and im.size[0] > 2 * 256
+    with pytest.raises(ValueError, match=".gif"):
+        scanpaths.Config(out="x.mp4")
