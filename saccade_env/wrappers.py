@@ -31,13 +31,15 @@ Example::
 """
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from .core import LOOK, EnvConfig
-from .retina import Periphery
+from .retina import Periphery, PeripheryConfig
 
 GRIDS = ("uniform", "logpolar")
 FORMS = ("discrete", "continuous")
@@ -55,10 +57,15 @@ def uniform_grid(n: int) -> torch.Tensor:
 def logpolar_grid(cfg: EnvConfig) -> torch.Tensor:
     """(E*A, 2) the periphery's filter centres relative to the fixation, scene coordinates;
     entry ``e * A + a`` is ring ``e`` (innermost first), azimuth ``a`` (y down)."""
-    p = Periphery(cfg.periphery, cfg.scene.size)
+    return _logpolar_grid(cfg.periphery, cfg.scene.size).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _logpolar_grid(periphery: PeripheryConfig, size: int) -> torch.Tensor:
+    p = Periphery(periphery, size)  # the same ring radii and azimuths as the sensor (built once per config)
     r = p.radius_px[:, None]  # (E, 1) px
     xy = torch.stack([r * torch.cos(p.azimuth), r * torch.sin(p.azimuth)], -1)  # (E, A, 2) px
-    return (xy / (cfg.scene.size / 2)).reshape(-1, 2)
+    return (xy / (size / 2)).reshape(-1, 2)
 
 
 class ActionMapping:

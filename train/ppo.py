@@ -72,6 +72,7 @@ class Config:
     seed: int = field(default=0, metadata={"help": "seed of the envs and the policy"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda (env and policy)"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads"})
+    minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time (0: no limit)"})
     save_every: int = field(default=50_000, metadata={"help": "env steps between resume files"})
     resume: bool = field(default=False, metadata={"help": "go on from runs/<name>/resume.zip"})
     name: str = field(default="ppo", metadata={"help": "run name: runs/<name>/"})
@@ -115,9 +116,10 @@ def atomic_sb3_save(model, path: Path) -> Path:
 class Progress(BaseCallback):
     """A tqdm bar (where SB3's own bar cannot run: it needs `rich`), episode accuracy in TensorBoard, periodic resume files."""
 
-    def __init__(self, *, total: int, save_every: int, resume_path: Path, show: bool) -> None:
+    def __init__(self, *, total: int, save_every: int, resume_path: Path, show: bool, deadline: float) -> None:
         super().__init__()
         self.total, self.save_every, self.resume_path, self.show = total, save_every, resume_path, show
+        self.deadline = deadline
         self.correct: list[bool] = []
         self.bar = None
         self.next_save = save_every
@@ -138,7 +140,7 @@ class Progress(BaseCallback):
         if self.num_timesteps >= self.next_save:
             atomic_sb3_save(self.model, self.resume_path)
             self.next_save += self.save_every
-        return True
+        return time.time() < self.deadline  # False ends learn() early (--minutes)
 
     def _on_rollout_end(self) -> None:
         if self.correct:
@@ -187,7 +189,8 @@ def train(cfg: Config) -> dict:
     if remaining > 0:
         sb3_bar = cfg.progress_bar and importlib.util.find_spec("rich") is not None  # SB3's bar needs rich
         cb = Progress(total=cfg.total_timesteps, save_every=cfg.save_every, resume_path=resume_path,
-                      show=cfg.progress_bar and not sb3_bar)
+                      show=cfg.progress_bar and not sb3_bar,
+                      deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
         model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume, progress_bar=sb3_bar)
     atomic_sb3_save(model, out / "final.zip")
     agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)

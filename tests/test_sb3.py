@@ -1,0 +1,215 @@
+"""The SB3 adapter (saccade_env/sb3.py) against SB3's expectations, the extractor, and PPO learning."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+import saccade_env  # noqa: F401
+from agents.sb3_extractors import CircularConv, RetinaExtractor
+from saccade_env.sb3 import SB3VecEnv, make_sb3_vec_env
+from saccade_env.wrappers import FlattenSensors, flat_actions, sensor_shapes
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOK = 10
+FAST = dict(sensors=("fovea",), split="test")  # where the test needs no periphery: cheaper to build
+
+
+def _dummy(n, form="discrete", seed=0, **kw):
+    env = DummyVecEnv([lambda: flat_actions(gym.make("SaccadeMNIST-v0", **kw), form) for _ in range(n)])
+    env.seed(seed)
+    return env
+
+
+def test_adapter_matches_dummy_vec_env_of_single_envs():
+    """Same seeds, same actions: the adapter returns what SB3's DummyVecEnv of wrapped single envs returns
+    (observations, rewards, dones, terminal observations, TimeLimit.truncated), autoresets included."""
+    n, kw = 2, dict(max_saccades=1, **FAST)
+    ours = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=n, **kw)
+    ours.seed(7)
+    ref = _dummy(n, seed=7, **kw)
+    a, b = ours.reset(), ref.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        act = np.stack([rng.integers(0, 240, n), rng.choice([3, LOOK, LOOK], n)], 1)
+        oa, ra, da, ia = ours.step(act)
+        ob, rb, db, ib = ref.step(act)
+        for k in ob:
+            np.testing.assert_allclose(oa[k], ob[k], atol=1e-5, err_msg=k)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(da, db)
+        for i in np.flatnonzero(db):
+            assert ia[i]["TimeLimit.truncated"] == ib[i]["TimeLimit.truncated"]
+            for k in ob:
+                np.testing.assert_allclose(ia[i]["terminal_observation"][k], ib[i]["terminal_observation"][k],
+                                           atol=1e-5)
+            for k in ("label", "n_saccades", "correct", "eccentricity"):
+                assert ia[i][k] == ib[i][k], k
+
+
+def test_adapter_types_autoreset_and_infos():
+    n = 4
+    venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=n, max_saccades=2, **FAST)
+    assert venv.observation_space == venv.venv.single_observation_space
+    assert venv.action_space == gym.spaces.MultiDiscrete([240, 11])
+    obs = venv.reset()
+    for k, space in venv.observation_space.spaces.items():
+        assert isinstance(obs[k], np.ndarray) and obs[k].shape == (n, *space.shape) and obs[k].dtype == np.float32
+    look = np.array([[9 * 24, LOOK]] * n)  # a far look to the right
+    obs, rew, done, infos = venv.step(look)
+    assert rew.dtype == np.float32 and rew.shape == (n,) and done.dtype == bool and done.shape == (n,)
+    assert isinstance(infos, list) and len(infos) == n and not done.any() and infos == [{}] * n
+    moved = obs["fixation"].copy()
+    assert (moved[:, 0] > 0.5).all()
+    answer = np.array([[0, 3], [0, 3], [0, LOOK], [0, LOOK]])  # two answer, two look again
+    obs, rew, done, infos = venv.step(answer)
+    assert done.tolist() == [True, True, False, False]
+    for i in (0, 1):  # the returned obs is the new episode's; the old one's is terminal_observation
+        np.testing.assert_array_equal(obs["fixation"][i], [0, 0])
+        assert obs["saccades_left"][i, 0] == 2
+        np.testing.assert_array_equal(infos[i]["terminal_observation"]["fixation"], moved[i])
+        assert infos[i]["terminal_observation"]["saccades_left"][0] == 1
+        assert infos[i]["TimeLimit.truncated"] is False
+        assert rew[i] == float(infos[i]["label"] == 3) and infos[i]["correct"] == (infos[i]["label"] == 3)
+    obs, rew, done, infos = venv.step(np.array([[0, 5], [0, 5], [0, LOOK], [0, LOOK]]))  # 2, 3: past the budget
+    assert done.tolist() == [True, True, True, True]
+    assert [d["TimeLimit.truncated"] for d in infos] == [False, False, True, True]
+    assert rew[2:].tolist() == [0.0, 0.0] and (obs["saccades_left"] == 2).all()
+
+
+def test_truncation_can_be_reported_as_a_plain_end():
+    venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=2, max_saccades=0, bootstrap_truncated=False, **FAST)
+    venv.reset()
+    _, _, done, infos = venv.step(np.array([[0, LOOK], [0, LOOK]]))
+    assert done.all() and [d["TimeLimit.truncated"] for d in infos] == [False, False]
+
+
+def test_reset_rows_step_normally_and_vecmonitor_counts_episodes():
+    """After a same-step reset, the next action of that env is played (not ignored as in next-step
+    autoreset), and VecMonitor sees the right returns and lengths."""
+    venv = VecMonitor(make_sb3_vec_env("SaccadeMNIST-v0", num_envs=2, max_saccades=3, **FAST))
+    venv.reset()
+    venv.step(np.array([[0, 4], [5, LOOK]]))  # env 0 ends at length 1
+    obs, _, done, _ = venv.step(np.array([[100, LOOK], [5, LOOK]]))  # env 0 looks in its new episode
+    assert not done.any() and obs["saccades_left"].ravel().tolist() == [2, 1]
+    _, rew, done, infos = venv.step(np.array([[0, 7], [0, 7]]))
+    assert done.all()
+    assert [d["episode"]["l"] for d in infos] == [2, 3]
+    assert [d["episode"]["r"] for d in infos] == pytest.approx([float(d["correct"]) for d in infos])
+    assert rew.tolist() == [float(d["correct"]) for d in infos]
+
+
+def test_vec_env_api_seed_options_attrs():
+    venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=3, form="continuous", **FAST)
+    assert venv.action_space == gym.spaces.Box(-1, 1, (13,), np.float32)
+    venv.seed(5)
+    a = venv.reset()
+    venv.seed(5)
+    np.testing.assert_array_equal(venv.reset()["fovea"], a["fovea"])  # seeded: the same scenes
+    venv.set_options({"label": 4, "eccentricity": 0.0})
+    venv.reset()
+    act = np.zeros((3, 13), np.float32)
+    act[:, 2 + 4] = 1.0  # answer 4
+    _, rew, done, infos = venv.step(act)
+    assert done.all() and rew.tolist() == [1.0] * 3 and [d["eccentricity"] for d in infos] == [0.0] * 3
+    assert venv.get_attr("render_mode") == [None] * 3
+    assert venv.env_is_wrapped(gym.Wrapper) == [False] * 3
+    assert venv.env_method("reset_done", indices=None)[0]["fovea"].shape == (3, 1, 28, 28)
+    with pytest.raises(NotImplementedError, match="indices=None"):
+        venv.env_method("reset_done", indices=[0])
+    with pytest.raises(TypeError, match="SaccadeMNISTVectorEnv"):
+        SB3VecEnv(gym.make_vec("CartPole-v1", num_envs=2))
+
+
+def test_render_tiles_the_frames():
+    venv = make_sb3_vec_env("SaccadeMNIST-Centered28-v0", num_envs=2, render_mode="rgb_array")
+    venv.reset()
+    img = venv.render(mode="rgb_array")
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_adapter_on_cuda_matches_cpu():
+    out = []
+    for dev in ("cpu", "cuda"):
+        venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=8, device=dev)
+        venv.seed(0)
+        venv.reset()
+        obs, rew, done, _ = venv.step(np.array([[17, LOOK]] * 8))
+        assert all(isinstance(v, np.ndarray) for v in obs.values())
+        out.append(obs)
+    for k in out[0]:
+        np.testing.assert_allclose(out[0][k], out[1][k], atol=1e-4)
+
+
+def test_extractor_reads_every_presets_sensors_flat_or_not():
+    flat_v0 = None
+    for env_id, sensors in [("SaccadeMNIST-v0", ("fovea", "periphery", "glimpse")),
+                            ("SaccadeMNIST-Cluttered100-v0", ("glimpse",))]:
+        env = gym.make(env_id, sensors=sensors)
+        obs, _ = env.reset(seed=0)
+        ext = RetinaExtractor(env.observation_space, width=4, fovea_dim=8, periphery_dim=8, glimpse_dim=8)
+        batch = {k: torch.as_tensor(v)[None].repeat(2, *[1] * v.ndim) for k, v in obs.items()}
+        assert ext(batch).shape == (2, ext.features_dim) == (2, 8 * len(sensors) + 3)
+        flat = FlattenSensors(env)
+        fext = RetinaExtractor(flat.observation_space, width=4, fovea_dim=8, periphery_dim=8, glimpse_dim=8,
+                               shapes=sensor_shapes(flat))
+        fext.load_state_dict(ext.state_dict())
+        fbatch = {k: v.reshape(2, -1) for k, v in batch.items()}
+        torch.testing.assert_close(fext(fbatch), ext(batch))
+        flat_v0 = flat_v0 or flat
+    with pytest.raises(ValueError, match="shapes="):
+        RetinaExtractor(flat_v0.observation_space)
+
+
+def test_circular_conv_wraps_the_azimuth():
+    conv = CircularConv(2, 3)
+    x = torch.randn(1, 2, 10, 24)
+    torch.testing.assert_close(conv(x.roll(5, dims=3)), conv(x).roll(5, dims=3))  # equivariant to rotations
+    assert not torch.allclose(conv(x.roll(1, dims=2)), conv(x).roll(1, dims=2))  # eccentricity: not circular
+
+
+def _train_module():
+    spec = importlib.util.spec_from_file_location("train_ppo", ROOT / "train" / "ppo.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_ppo"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_recurrent_without_sb3_contrib_says_how_to_install(monkeypatch):
+    mod = _train_module()
+    monkeypatch.setitem(sys.modules, "sb3_contrib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "sb3_contrib.common.recurrent.policies", None)
+    with pytest.raises(ImportError, match="pip install sb3-contrib"):
+        mod.algorithm(True)
+
+
+def test_ppo_learns_an_easy_configuration(tmp_path, monkeypatch):
+    """PPO through the adapter, on a centred, clean, high-contrast digit answered at once (max_saccades=0):
+    a bandit on the fovea.  Test accuracy (agents.rollout.evaluate on the test split) must beat
+    chance (10%) by far; then the shipped-checkpoint path (save -> load_agent) gives the same agent."""
+    mod = _train_module()
+    orig = mod.make_sb3_vec_env
+    monkeypatch.setattr(mod, "make_sb3_vec_env", lambda *a, **k: orig(*a, sensors=("fovea",), **k))
+    cfg = mod.Config(max_saccades=0, contrast=1.0, noise=0.0, placement="center", num_envs=128, n_steps=4,
+                     batch_size=128, n_epochs=4, learning_rate=2e-3, ent_coef=0.0, total_timesteps=8192,
+                     width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300, progress_bar=False,
+                     threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
+    result = mod.train(cfg)
+    assert result["accuracy"][0] > 0.4, result
+    from agents.ppo import load_agent
+    from agents.rollout import evaluate
+    agent = load_agent(tmp_path / "ppo.pt")
+    assert agent.sensors == ("fovea",)
+    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, **cfg.env_kwargs())
+    assert res.accuracy == pytest.approx(result["accuracy"][0])
+    zip_agent = load_agent(tmp_path / "ppo" / "final.zip", **cfg.env_kwargs())
+    assert evaluate(zip_agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0,
+                    **cfg.env_kwargs()).accuracy == pytest.approx(res.accuracy)
