@@ -191,14 +191,12 @@ def test_recurrent_without_sb3_contrib_says_how_to_install(monkeypatch):
         mod.algorithm(True)
 
 
-def test_ppo_learns_an_easy_configuration(tmp_path, monkeypatch):
+def test_ppo_learns_an_easy_configuration(tmp_path):
     """PPO through the adapter, on a centred, clean, high-contrast digit answered at once (max_saccades=0):
     a bandit on the fovea.  Test accuracy (agents.rollout.evaluate on the test split) must beat
     chance (10%) by far; then the shipped-checkpoint path (save -> load_agent) gives the same agent."""
     mod = _train_module()
-    orig = mod.make_sb3_vec_env
-    monkeypatch.setattr(mod, "make_sb3_vec_env", lambda *a, **k: orig(*a, sensors=("fovea",), **k))
-    cfg = mod.Config(max_saccades=0, contrast=1.0, noise=0.0, placement="center", num_envs=128, n_steps=4,
+    cfg = mod.Config(sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center", num_envs=128, n_steps=4,
                      batch_size=128, n_epochs=4, learning_rate=2e-3, ent_coef=0.0, total_timesteps=8192,
                      width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300, progress_bar=False,
                      threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))

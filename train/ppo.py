@@ -53,6 +53,7 @@ class Config:
     contrast: float | None = field(default=None, metadata={"help": "digit contrast (default: the preset's)"})
     noise: float | None = field(default=None, metadata={"help": "background noise level (default: the preset's)"})
     placement: str | None = field(default=None, metadata={"help": "radial, uniform or center (default: preset's)"})
+    sensors: tuple[str, ...] = field(default=(), metadata={"help": "fovea/periphery/glimpse (default: the preset's)"})
     num_envs: int = field(default=64, metadata={"help": "environments stepped as one batch"})
     total_timesteps: int = field(default=300_000, metadata={"help": "env steps in all"})
     n_steps: int = field(default=32, metadata={"help": "steps per env per rollout"})
@@ -90,6 +91,15 @@ class Config:
         """The scene overrides (not the budget), for training and evaluation alike."""
         kw = {"contrast": self.contrast, "noise": self.noise, "placement": self.placement}
         return {k: v for k, v in kw.items() if v is not None}
+
+    def train_env_kwargs(self) -> dict:
+        """The training env's overrides: the scene's, the budget and the sensors."""
+        kw = self.env_kwargs()
+        if self.max_saccades is not None:
+            kw["max_saccades"] = self.max_saccades
+        if self.sensors:
+            kw["sensors"] = self.sensors
+        return kw
 
 
 def algorithm(recurrent: bool):
@@ -161,9 +171,7 @@ def train(cfg: Config) -> dict:
     device = resolve_device(cfg.device)
     algo = algorithm(cfg.recurrent)
     t0 = time.time()
-    env_kw = cfg.env_kwargs()
-    if cfg.max_saccades is not None:
-        env_kw["max_saccades"] = cfg.max_saccades
+    env_kw = cfg.train_env_kwargs()
     venv = VecMonitor(make_sb3_vec_env(cfg.env, num_envs=cfg.num_envs, device=device, form=cfg.form, grid=cfg.grid,
                                        grid_size=cfg.grid_size, bootstrap_truncated=cfg.bootstrap_truncated,
                                        split="train", **env_kw))
