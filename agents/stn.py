@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .base import N_CLASSES, make_action, must_answer
 from .checkpoint import CHECKPOINTS, ROOT, CheckpointError, load_checkpoint
+from .nets import FovealClassifier
 
 SCRIPT = "train/stn.py"
 # where the shipped checkpoint of each environment lives (load_agent(env=...))
@@ -54,7 +54,10 @@ class STNConfig:
             subtracted from the fovea and glimpse before the networks read them.
         hidden: width of the localiser's hidden layers.
         max_step: largest translation of one look, scene coordinates (tanh-bounded).
-        channels, fc: the classifier's two convolution widths and its hidden layer.
+        classifier: "lenet" (this module's :class:`Classifier`, ``channels`` and ``fc``) or
+            "foveal" (the shared What pathway, :class:`agents.nets.FovealClassifier` with
+            width ``channels[0]`` and hidden ``fc``, so it can start from checkpoints/foveal.pt).
+        channels, fc: the classifier's convolution widths and its hidden layer.
     """
 
     where_sensors: tuple[str, ...] = ("periphery", "fovea")
@@ -62,10 +65,13 @@ class STNConfig:
     background: float = 0.5
     hidden: int = 256
     max_step: float = 1.0
+    classifier: str = "lenet"
     channels: tuple[int, int] = (32, 64)
     fc: int = 256
 
     def __post_init__(self) -> None:
+        if self.classifier not in ("lenet", "foveal"):
+            raise ValueError(f"STNConfig.classifier must be 'lenet' or 'foveal', got {self.classifier!r}")
         shapes = dict(self.shapes)
         bad = [s for s in self.where_sensors if s not in ("periphery", "glimpse", "fovea")]
         if bad or not self.where_sensors:
@@ -128,18 +134,23 @@ class STNAgent(nn.Module):
     Args:
         config: the architecture (:class:`STNConfig`).
         max_looks: at most this many saccades per episode (None: the whole budget).
+        env_kwargs: scene settings it was trained with beyond its preset (e.g. ``contrast``);
+            agents.rollout.make_env applies them.
     """
 
     name = "stn"
     privileged = False
 
-    def __init__(self, *, config: STNConfig = STNConfig(), max_looks: int | None = None) -> None:
+    def __init__(self, *, config: STNConfig = STNConfig(), max_looks: int | None = None,
+                 env_kwargs: dict | None = None) -> None:
         super().__init__()
         self.config = config
         self.sensors = config.sensors
         self.max_looks = max_looks
         self.localiser = Localiser(config)
-        self.classifier = Classifier(config)
+        self.classifier = (FovealClassifier(width=config.channels[0], hidden=config.fc)
+                           if config.classifier == "foveal" else Classifier(config))
+        self.env_kwargs = dict(env_kwargs or {})
 
     # ------------------------------------------------------------- differentiable parts
     def prepare(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -162,6 +173,8 @@ class STNAgent(nn.Module):
 
     def classify(self, fovea: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) raw fovea -> (B, 10) logits."""
+        if self.config.classifier == "foveal":  # the shared What pathway centres its input itself
+            return self.classifier(fovea)
         return self.classifier(fovea - self.config.background)
 
     # ------------------------------------------------------------- agent protocol
@@ -191,7 +204,7 @@ def checkpoint_config(agent: STNAgent) -> dict:
 
 
 def config_from_checkpoint(c: dict) -> STNConfig:
-    keys = {"where_sensors", "shapes", "background", "hidden", "max_step", "channels", "fc"}
+    keys = {"where_sensors", "shapes", "background", "hidden", "max_step", "classifier", "channels", "fc"}
     c = {k: v for k, v in c.items() if k in keys}
     if "channels" in c:
         c["channels"] = tuple(c["channels"])
@@ -214,6 +227,7 @@ def load_agent(path: str | Path | None = None, *, device: str | torch.device = "
             raise CheckpointError(f"no STN checkpoint at {path}: train one with `python {SCRIPT} --env {env}` "
                                   f"(it writes {path.relative_to(ROOT)})")
     ckpt = load_checkpoint(path, agent="stn", script=SCRIPT)
+    options.setdefault("env_kwargs", ckpt["config"].get("env_kwargs", {}))
     agent = STNAgent(config=config_from_checkpoint(ckpt["config"]), **options)
     agent.load_state_dict(ckpt["weights"]["agent"])
     return agent.to(device).eval()
@@ -224,6 +238,3 @@ def location_error_px(fixation: torch.Tensor, target_xy: torch.Tensor, scene_siz
     return (fixation - target_xy).norm(dim=1) * (scene_size / 2)
 
 
-def classification_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """(B, 10) logits, (B,) labels -> (B,) cross-entropy."""
-    return F.cross_entropy(logits, label, reduction="none")

@@ -21,6 +21,7 @@ import torch
 from agents.rollout import make_env, run_episodes
 from agents.stn import load_agent
 from saccade_env.render import draw_scene
+from saccade_env.retina import fovea
 
 
 def caption(panel: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.ndarray:
@@ -28,6 +29,25 @@ def caption(panel: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.nd
     strip = np.full((22, panel.shape[1], 3), 255, np.uint8)
     cv2.putText(strip, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     return np.concatenate([panel, strip], 0)
+
+
+def stats(agent, env_id: str, n: int, *, seed: int) -> str:
+    """Where the one-shot saccade lands and what the classifier makes of it, on n test episodes:
+    separates the localisation's errors from the classifier's (reading at the true centre)."""
+    venv = make_env(env_id, agent=agent, num_envs=n, max_saccades=1, split="test")
+    ep = run_episodes(venv, agent, seed=seed, record=True)
+    core, state = venv.unwrapped.core, venv.unwrapped.state
+    S = core.cfg.scene.size
+    fix = torch.round(ep.steps[0]["action"]["saccade"] * (S / 2)) / (S / 2)
+    err = (fix - ep.target_xy).norm(dim=1) * (S / 2)
+    with torch.no_grad():
+        at_centre = agent.classify(fovea(state.scene, ep.target_xy, size=core.cfg.fovea_size, pad=core.pad))
+    oracle = (at_centre.argmax(1) == ep.label).float().mean()
+    venv.close()
+    return (f"{env_id}, {n} test episodes, k=1: accuracy {float(ep.correct.float().mean()):.4f}; fixation error "
+            f"median {float(err.median()):.1f} px, mean {float(err.mean()):.1f} px, >= 6 px in "
+            f"{float((err >= 6).float().mean()):.1%}; digit {float(ep.target_xy.norm(dim=1).mean() * S / 2):.1f} px "
+            f"from the centre on average; the same classifier at the true centre: {float(oracle):.4f}")
 
 
 def main() -> None:
@@ -39,9 +59,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=int, default=0, help="display px per scene px (0: fit ~260 px)")
     p.add_argument("--out", default="docs/stn_fixations.png")
+    p.add_argument("--stats", type=int, default=0, help="also measure N test episodes (k=1): fixation error, "
+                                                         "accuracy there and at the digit's true centre")
     args = p.parse_args()
 
     agent = load_agent(args.checkpoint, env=args.env)
+    if args.stats:
+        print(stats(agent, args.env, args.stats, seed=10**6))
     n = args.rows * args.cols
     venv = make_env(args.env, agent=agent, num_envs=n, max_saccades=1, split="test")
     ep = run_episodes(venv, agent, seed=args.seed, record=True)

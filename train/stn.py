@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.checkpoint import CHECKPOINTS, atomic_save, save_checkpoint
+from agents.checkpoint import CHECKPOINTS, atomic_save, load_checkpoint, save_checkpoint
 from agents.cli import parse_config, resolve_device, run_dir, writer
 from agents.rollout import evaluate
 from agents.stn import DEFAULT_CHECKPOINTS, STNAgent, STNConfig, checkpoint_config, location_error_px
@@ -57,6 +57,9 @@ class Config:
     hidden: int = field(default=256, metadata={"help": "localiser width"})
     channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "classifier convolution widths (two)"})
     fc: int = field(default=256, metadata={"help": "classifier hidden layer width"})
+    init_classifier: str = field(default="", metadata={
+        "help": "start the classifier from a shared What-pathway checkpoint (e.g. checkpoints/foveal.pt, "
+                "made by train/foveal.py); empty: a LeNet from scratch"})
     jitter_fraction: float = field(default=0.25, metadata={"help": "part of the batch starting off-centre"})
     jitter_range: float = field(default=0.5, metadata={"help": "off-centre starts are uniform in +-this"})
     start_weight: float = field(default=0.5, metadata={"help": "weight of the loss at the first fovea"})
@@ -147,8 +150,15 @@ def main(argv: list[str] | None = None) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     probe = core.observe(draw_scenes(core, torch.Generator().manual_seed(cfg.seed + 1), 2))
     shapes = tuple((k, tuple(probe[k].shape[1:])) for k in ("fovea", "periphery", "glimpse") if k in probe)
-    agent = STNAgent(config=STNConfig(where_sensors=where, shapes=shapes, background=core.pad,
-                                      hidden=cfg.hidden, channels=tuple(cfg.channels), fc=cfg.fc)).to(device)
+    kind, channels, fc, what = "lenet", tuple(cfg.channels), cfg.fc, None
+    if cfg.init_classifier:
+        what = load_checkpoint(cfg.init_classifier, agent="foveal", script="train/foveal.py")
+        kind, channels, fc = "foveal", (what["config"]["width"], 2 * what["config"]["width"]), 256
+    agent = STNAgent(config=STNConfig(where_sensors=where, shapes=shapes, background=core.pad, hidden=cfg.hidden,
+                                      classifier=kind, channels=channels, fc=fc), env_kwargs=env_kwargs(cfg))
+    if what is not None:
+        agent.classifier.load_state_dict(what["weights"]["net"])
+    agent.to(device)
     opt = torch.optim.Adam([{"params": agent.classifier.parameters(), "lr": cfg.lr},
                             {"params": agent.localiser.parameters(), "lr": cfg.loc_lr}])
     step, elapsed = 0, 0.0
