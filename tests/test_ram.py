@@ -108,7 +108,7 @@ def test_agent_episode_structure_and_shape_error():
     st = ep.state
     assert len(st.logits) == 4 and (ep.n_saccades == 3).all() and (ep.length == 4).all()
     assert [bool(lk.all()) for lk in st.look] == [True, True, True, False]
-    assert float(st.log_pi[-1].abs().max()) == 0.0
+    assert float(st.log_pi[-1].detach().abs().max()) == 0.0
     venv = gym.make_vec("SaccadeMNIST-Translated60-v0", num_envs=2, sensors=("glimpse",), glimpse_size=8)
     with pytest.raises(ValueError, match="glimpse_size=12, glimpse_scales=3"):
         run_episodes(venv, agent, seed=0)

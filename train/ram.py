@@ -198,6 +198,7 @@ def main(cfg: Config) -> None:
         res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0)
         scores[f"accuracy_k{k}"] = res.accuracy
         tb.add_scalar("final/accuracy_vs_k", res.accuracy, k)
+    tb.add_scalar("test/accuracy", scores[f"accuracy_k{n_sacc}"], step)
     print("test accuracy by saccade budget:", {k: round(v, 4) for k, v in scores.items()})
     meta = {"command": "python " + " ".join(sys.argv), "seed": cfg.seed, "device": str(device),
             "wall_time_s": round(wall, 1), "iterations": step, "episodes_seen": step * cfg.batch_size,

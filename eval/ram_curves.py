@@ -1,0 +1,69 @@
+"""RAM training curves: test-split monitor accuracy vs iterations for each preset trained,
+read from the TensorBoard logs of train/ram.py (runs/ram-<tag>/).
+
+    python eval/ram_curves.py                       # -> docs/notes/ram_curves.png + a Markdown table
+    python eval/ram_curves.py --runs runs --out docs/notes/ram_curves.png
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from agents.ram import PRESET_TAGS
+
+
+def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags().get("scalars", []):
+        return []
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--ckpts", default="checkpoints")
+    ap.add_argument("--out", default="docs/notes/ram_curves.png")
+    args = ap.parse_args()
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    print("| preset | iterations | test accuracy at each monitor eval (last: the final score) |")
+    print("|---|---|---|")
+    for env_id, tag in PRESET_TAGS.items():
+        run = Path(args.runs) / f"ram-{tag}"
+        if not run.is_dir():
+            continue
+        test = scalars(run, "test/accuracy")
+        ckpt = Path(args.ckpts) / f"ram-{tag}.pt"
+        if ckpt.is_file():  # the final score (all test episodes of the trainer's final evaluation)
+            meta = torch.load(ckpt, map_location="cpu", weights_only=False)["meta"]
+            last = max(meta["scores"], key=lambda k: int(k.split("_k")[1]))
+            if not test or test[-1][0] != meta["iterations"]:
+                test.append((meta["iterations"], meta["scores"][last]))
+        train = scalars(run, "train/reward")
+        if test:
+            ax1.plot(*zip(*test), marker="o", label=tag)
+            print(f"| {env_id} | {test[-1][0]} | " + ", ".join(f"{s}: {v:.3f}" for s, v in test) + " |")
+        if train:
+            ax2.plot(*zip(*train), label=tag, alpha=0.8)
+    ax1.set(xlabel="iteration (128 episodes each)", ylabel="accuracy", title="test split (deterministic)")
+    ax2.set(xlabel="iteration", ylabel="accuracy", title="training waves (sampled locations)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
