@@ -71,6 +71,7 @@ class RAMConfig:
         core: "gru" or "lstm".
         std: standard deviation of the Gaussian location policy (scene coordinates).
         policy_into_core: let REINFORCE's gradient reach the core (the paper) or not.
+        locator_hidden: width of a ReLU hidden layer in the location network (0: linear, the paper).
         obs_mean, obs_std: normalisation of glimpse pixels (measured by the trainer).
     """
 
@@ -82,6 +83,7 @@ class RAMConfig:
     core: str = "gru"
     std: float = 0.1
     policy_into_core: bool = False
+    locator_hidden: int = 0
     obs_mean: float = 0.0
     obs_std: float = 1.0
 
@@ -126,7 +128,8 @@ class RAMNet(nn.Module):
         cell = nn.GRUCell if cfg.core == "gru" else nn.LSTMCell
         self.core = cell(cfg.hidden, cfg.hidden)
         self.classifier = nn.Linear(cfg.hidden, 10)
-        self.locator = nn.Linear(cfg.hidden, 2)
+        self.locator = (nn.Linear(cfg.hidden, 2) if not cfg.locator_hidden else nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.locator_hidden), nn.ReLU(), nn.Linear(cfg.locator_hidden, 2)))
         self.baseline = nn.Linear(cfg.hidden, 1)
 
     def glimpse_features(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:

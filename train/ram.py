@@ -50,6 +50,7 @@ class Config:
     core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
     std: float = field(default=0.1, metadata={"help": "location policy std (scene coordinates)"})
     policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
+    locator_hidden: int = field(default=0, metadata={"help": "ReLU hidden layer of the location net (0: linear)"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     lr_final: float = field(default=0.1, metadata={"help": "final lr as a fraction of lr (cosine decay)"})
     steps: int = field(default=20000, metadata={"help": "training iterations (one wave of episodes each)"})
@@ -110,7 +111,6 @@ def main(cfg: Config) -> None:
     rdir = run_dir("runs", cfg.run_name or key)
     out = cfg.out or str(CHECKPOINTS / f"{key}.pt")
     size, scales, n_sacc = sensor(cfg)
-    torch.manual_seed(cfg.seed)  # parameter initialisation only; sampling uses the agent's generator
 
     # normalise glimpse pixels with statistics of a first training wave
     probe = gym.make_vec(cfg.env, num_envs=256, device=device, split="train", sensors=("glimpse",),
@@ -119,8 +119,11 @@ def main(cfg: Config) -> None:
     probe.close()
     net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
+                        locator_hidden=cfg.locator_hidden,
                         obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
-    agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is left as it was
+        torch.manual_seed(cfg.seed)
+        agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
     opt = torch.optim.Adam(agent.net.parameters(), lr=cfg.lr)
 
     def set_lr(step: int) -> None:
