@@ -35,6 +35,23 @@ AGENTS: dict[str, Entry] = {
     "random": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("random",)),
     "oracle": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("oracle",)),
     "fullview": Entry("agents.baselines:load_agent", ("fullview",), "train/fullview.py", ("fullview",)),
+    "what_where": Entry("agents.what_where:load_agent", ("what_where", "foveal"), "train/what_where.py"),
+    "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
+    "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
+    "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"}),
+    "neva-privileged": Entry("agents.neva:load_agent", ("neva",), "train/neva.py",
+                             options={"variant": "neva-privileged"}),
+    "ppo": Entry("agents.ppo:load_agent", ("ppo",), "train/ppo.py"),
+    # the RAM / STN benchmarks, each on its own preset
+    "ram-centered28": Entry("agents.ram:load_agent", ("ram-centered28",), "train/ram.py --env SaccadeMNIST-Centered28-v0",
+                            options={"preset": "SaccadeMNIST-Centered28-v0"}, env_id="SaccadeMNIST-Centered28-v0"),
+    "ram-translated60": Entry("agents.ram:load_agent", ("ram-translated60",),
+                              "train/ram.py --env SaccadeMNIST-Translated60-v0",
+                              options={"preset": "SaccadeMNIST-Translated60-v0"}, env_id="SaccadeMNIST-Translated60-v0"),
+    "ram-cluttered60": Entry("agents.ram:load_agent", ("ram-cluttered60",), "train/ram.py --env SaccadeMNIST-Cluttered60-v0",
+                             options={"preset": "SaccadeMNIST-Cluttered60-v0"}, env_id="SaccadeMNIST-Cluttered60-v0"),
+    "stn-cluttered60": Entry("agents.stn:load_agent", ("stn-cluttered60",), "train/stn.py --env SaccadeMNIST-Cluttered60-v0",
+                             options={"env": "SaccadeMNIST-Cluttered60-v0"}, env_id="SaccadeMNIST-Cluttered60-v0"),
 }
 
 

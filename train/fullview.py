@@ -30,7 +30,9 @@ class Config:
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
     steps: int = field(default=2000, metadata={"help": "optimiser steps"})
     batch_size: int = field(default=64, metadata={"help": "scenes per step"})
-    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine decay to 0)"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 0)"})
+    curriculum: float = field(default=0.4, metadata={"help": "fraction of the steps over which the background "
+                                                             "noise grows from 0 to the preset's level"})
     width: int = field(default=16, metadata={"help": "channels of the first conv layer"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
@@ -63,7 +65,9 @@ def main(cfg: Config) -> None:
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    sampler = SceneSampler(preset_scene(cfg.env), split="train", device=device)
+    full = preset_scene(cfg.env)
+    levels = [full.noise * i / 4 for i in range(5)]  # 0 .. the preset's level: find digits first
+    samplers = [SceneSampler(dataclasses.replace(full, noise=n), split="train", device=device) for n in levels]
     net = SceneClassifier(width=cfg.width).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = cosine(opt, cfg.steps)
@@ -74,7 +78,8 @@ def main(cfg: Config) -> None:
     tb = writer(rdir)
     t0 = time.perf_counter() - elapsed
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fullview"):
-        b = sample_scenes(sampler, cfg.batch_size, gen)
+        level = min(4, int(5 * step / max(1.0, cfg.curriculum * cfg.steps))) if cfg.curriculum > 0 else 4
+        b = sample_scenes(samplers[level], cfg.batch_size, gen)
         loss = F.cross_entropy(net(b.scene), b.label)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,6 +87,7 @@ def main(cfg: Config) -> None:
         sched.step()
         if step % 50 == 0:
             tb.add_scalar("train/loss", loss.item(), step)
+            tb.add_scalar("train/noise", levels[level], step)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
                         net=net, opt=opt, sched=sched, gen=gen)

@@ -1,0 +1,46 @@
+"""Print a Markdown table of the shipped checkpoints: how each was trained and what it scored.
+
+    python eval/checkpoint_cards.py              # reads checkpoints/*.pt (their "meta")
+
+Every training script stores its command, seed, device, wall time and scores in the
+checkpoint it writes; this table is read from there, not typed by hand.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from agents.checkpoint import FORMAT, default_path
+
+
+def _score(v) -> str:
+    if isinstance(v, dict) and "accuracy" in v:
+        v = v["accuracy"]
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def card(path: Path) -> str:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        return f"| `{path.name}` | (not a saccade-env checkpoint) | | | | |\n"
+    m = ckpt.get("meta", {})
+    scores = ", ".join(f"{k} {_score(v)}" for k, v in m.get("scores", {}).items())
+    wall = next((m[k] for k in ("wall_s", "wall_time_s", "train_wall_s", "seconds") if k in m), None)
+    return (f"| `{path.name}` ({path.stat().st_size / 1e6:.1f} MB) | {ckpt['agent']} | `{m.get('command', '?')}` | "
+            f"{m.get('device', '?')}, {m.get('threads', '?')} thread(s), seed {m.get('seed', '?')} | "
+            f"{'?' if wall is None else f'{wall / 60:.1f} min'} | {scores} |\n")
+
+
+def main() -> None:
+    folder = default_path("x").parent
+    files = sorted(folder.glob("*.pt"))
+    if not files:
+        sys.exit(f"no checkpoints in {folder}")
+    print("| checkpoint | agent | command | machine | training time | scores at the end of training |\n"
+          "|---|---|---|---|---|---|\n" + "".join(card(f) for f in files))
+
+
+if __name__ == "__main__":
+    main()
