@@ -1,0 +1,300 @@
+"""The What/Where greedy saccader of Daucé, Albiges & Perrinet (2020), J. Vision 20(8):22.
+
+Two pathways share the eye:
+
+- **What** reads the 28x28 fovea and names the digit (:class:`agents.nets.FovealClassifier`,
+  trained by ``train/foveal.py`` on fovea crops at growing shifts from the digit, shipped as
+  ``checkpoints/foveal.pt``);
+- **Where** reads the log-polar periphery (B, 12, 10, 24) and predicts, for each of the
+  10 x 24 cells of the *same* log-polar grid, the accuracy What would reach after a saccade
+  to that cell (:class:`WhereNet`, trained by ``train/what_where.py``).
+
+The greedy policy (:class:`WhatWhereAgent`): What's confidence (its max softmax probability)
+is compared with the best predicted peripheral accuracy; the agent answers when the former
+wins or when no saccade is left, else it saccades to the arg-max cell (relative to the
+current fixation, clipped to where a digit's centre can be).  Options, off by default:
+inhibition of return (cells landing near a past fixation are never chosen) and evidence
+accumulation (What's log-probabilities summed across fixations).
+
+Saccade targets are the centres of the periphery's own cells: ring radii and azimuths are
+read from :class:`saccade_env.retina.Periphery` (:func:`saccade_grid`), so a cell of the
+Where map and the periphery column that sees it are the same place.
+
+Where targets (:func:`where_targets`): the What accuracy map ``acc(shift)`` (What's accuracy
+as a function of the shift between fixation and digit centre, measured on a grid of shifts),
+read at ``landing(cell) - digit centre`` for every cell; the landing is the saccade the policy
+would make (rounded to the pixel grid and clipped exactly as the policy does).  The paper
+pastes the map into the full field and integrates it over each cell's filter footprint;
+we read it at the cell's centre, because that is where the saccade lands.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import make_action, must_answer
+from .checkpoint import load_checkpoint
+
+NAME = "what_where"
+SCRIPT = "train/what_where.py"
+DIGIT = 28
+
+
+# ---------------------------------------------------------------------------------------
+# the log-polar grid of saccade targets, and the targets of Where
+# ---------------------------------------------------------------------------------------
+def saccade_grid(periphery) -> torch.Tensor:
+    """(E, A, 2) pixel offsets (x right, y down) of the periphery's cell centres from the
+    fixation: ring ``e`` at ``periphery.radius_px[e]``, azimuth ``periphery.azimuth[e, a]``."""
+    r = periphery.radius_px.double()[:, None]
+    psi = periphery.azimuth.double()
+    return torch.stack([r * torch.cos(psi), r * torch.sin(psi)], -1).float()
+
+
+def landings(fixation: torch.Tensor, grid: torch.Tensor, *, scene_size: int, reach: float) -> torch.Tensor:
+    """Where each cell's saccade lands, in pixel offsets from the scene's centre.
+
+    Args:
+        fixation: (B, 2) scene coordinates of the eye.
+        grid: (E, A, 2) cell offsets from the fixation, px (:func:`saccade_grid`).
+        scene_size: side of the scene, px.
+        reach: landings are clipped to ``[-reach, reach]`` px on each axis.
+
+    Returns:
+        (B, E, A, 2) float32 pixel offsets, rounded to the pixel grid as the env does.
+    """
+    fix_px = fixation.to(grid.dtype) * (scene_size / 2)
+    return torch.round((fix_px[:, None, None, :] + grid.to(fix_px.device)).clamp(-reach, reach))
+
+
+def lookup_accuracy(acc_map: torch.Tensor, shifts_px: torch.Tensor, *, spacing: float,
+                    floor: float) -> torch.Tensor:
+    """Bilinear read of an accuracy map at (..., 2) shifts (x, y) px -> (...).
+
+    ``acc_map`` (M, M) is indexed ``[y, x]`` with its centre (shift 0) at index (M-1)/2 and
+    ``spacing`` px between samples; shifts beyond the map read ``floor`` (What at chance)."""
+    M = acc_map.shape[-1]
+    half = (M - 1) / 2 * spacing
+    g = (shifts_px / half).reshape(1, -1, 1, 2)  # grid_sample's [-1, 1], align_corners=True
+    val = F.grid_sample((acc_map - floor)[None, None], g.to(acc_map.dtype), mode="bilinear",
+                        padding_mode="zeros", align_corners=True)
+    return (val.reshape(shifts_px.shape[:-1]) + floor)
+
+
+def map_floor(acc_map: torch.Tensor) -> float:
+    """What's accuracy far from any digit: the mean of the map's outermost samples."""
+    edge = torch.cat([acc_map[0], acc_map[-1], acc_map[1:-1, 0], acc_map[1:-1, -1]])
+    return float(edge.mean())
+
+
+def where_targets(acc_map: torch.Tensor, offset: torch.Tensor, fixation: torch.Tensor, grid: torch.Tensor, *,
+                  spacing: float, floor: float, scene_size: int, reach: float) -> torch.Tensor:
+    """(B, E, A) the accuracy What would reach after a saccade to each cell.
+
+    Args:
+        acc_map: (M, M) What accuracy vs shift (fixation - digit centre), ``[y, x]``.
+        offset: (B, 2) the digit's centre, px from the scene's centre.
+        fixation: (B, 2) the eye, scene coordinates.
+        grid: (E, A, 2) the saccade grid (:func:`saccade_grid`).
+    """
+    land = landings(fixation, grid, scene_size=scene_size, reach=reach)
+    shifts = land - offset.to(land.dtype)[:, None, None, :]
+    return lookup_accuracy(acc_map.to(land.device), shifts, spacing=spacing, floor=floor)
+
+
+@torch.no_grad()
+def what_accuracy_map(what: nn.Module, scenes: torch.Tensor, labels: torch.Tensor, offsets: torch.Tensor, *,
+                      radius: int, spacing: int, pad: float, chunk: int = 2048) -> torch.Tensor:
+    """What's accuracy as a function of the shift between fixation and digit centre.
+
+    Args:
+        what: fovea (B, 1, 28, 28) -> logits (B, 10).
+        scenes: (N, S, S) scenes; labels: (N,); offsets: (N, 2) digit centres, px.
+        radius, spacing: shifts from ``-radius`` to ``radius`` px every ``spacing`` px on each axis.
+        pad: the scene's background level (outside the scene).
+
+    Returns:
+        (M, M) accuracy, indexed ``[y, x]``, M = 2 * radius // spacing + 1; every scene is
+        read at every shift (the map's noise is the scenes', shared across shifts).
+    """
+    from saccade_env.retina import fovea
+
+    N, S, _ = scenes.shape
+    s = torch.arange(-radius, radius + 1, spacing, device=scenes.device, dtype=torch.float32)
+    M = s.numel()
+    sy, sx = torch.meshgrid(s, s, indexing="ij")
+    shifts = torch.stack([sx.flatten(), sy.flatten()], 1)  # (M*M, 2) px, row-major [y, x]
+    correct = torch.zeros(M * M, device=scenes.device)
+    rows = torch.arange(N * M * M, device=scenes.device)
+    for part in rows.split(chunk):
+        i, k = part % N, part // N  # scene, shift
+        fix = (offsets[i].float() + shifts[k]) * (2.0 / S)
+        pred = what(fovea(scenes[i], fix, size=DIGIT, pad=pad)).argmax(-1)
+        correct.index_add_(0, k, (pred == labels[i]).float())
+    return (correct / N).view(M, M)
+
+
+# ---------------------------------------------------------------------------------------
+# the Where network
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WhereConfig:
+    """Where's architecture.
+
+    Attributes:
+        arch: "conv" (default: convolutions on the (eccentricity, azimuth) grid, circular in
+            azimuth, so a rotated scene gives the rotated map; few weights, learns from few
+            scenes) or "mlp" (the paper's fully connected 2880 -> hidden -> hidden -> 240).
+        channels, layers: the conv net's width and depth (3x3 convolutions).
+        hidden: the MLP's hidden width (the paper's 1000).
+    """
+
+    arch: str = "conv"
+    channels: int = 48
+    layers: int = 5
+    hidden: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("conv", "mlp"):
+            raise ValueError(f"WhereConfig.arch must be 'conv' or 'mlp', got {self.arch!r}")
+
+
+class WhereNet(nn.Module):
+    """Periphery (B, C, E, A) and fixation (B, 2) -> logits (B, E, A) of What's accuracy
+    after a saccade to each cell (sigmoid them for probabilities).
+
+    The input is scaled per (channel, ring) by ``in_scale`` (set from data before training:
+    ring responses differ ten-fold).  The conv net also gets, at each cell, where the saccade
+    would land (x, y, normalised) and the ring's index: the only non-equivariant facts
+    (clipping at the scene's edge, the cell's size)."""
+
+    def __init__(self, cfg: WhereConfig, *, grid: torch.Tensor, in_channels: int, scene_size: int,
+                 reach: float) -> None:
+        super().__init__()
+        E, A, _ = grid.shape
+        self.cfg, self.scene_size, self.reach = cfg, scene_size, float(reach)
+        self.register_buffer("grid", grid.clone())
+        self.register_buffer("in_scale", torch.ones(in_channels, E))
+        if cfg.arch == "conv":
+            w, extra = cfg.channels, 3
+            self.convs = nn.ModuleList([nn.Conv2d(in_channels + extra if i == 0 else w, w, 3, padding=(1, 0))
+                                        for i in range(cfg.layers)])
+            self.out = nn.Conv2d(w, 1, 1)
+        else:
+            n = in_channels * E * A
+            self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(n + 2, cfg.hidden), nn.ReLU(),
+                                     nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, E * A))
+
+    def forward(self, periphery: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
+        B, _, E, A = periphery.shape
+        x = periphery / self.in_scale[None, :, :, None]
+        if self.cfg.arch == "mlp":
+            return self.mlp(torch.cat([x.flatten(1), fixation], 1)).view(B, E, A)
+        land = landings(fixation, self.grid, scene_size=self.scene_size, reach=self.reach) / self.reach
+        ring = torch.linspace(-1, 1, E, device=x.device)[None, None, :, None].expand(B, 1, E, A)
+        x = torch.cat([x, land.permute(0, 3, 1, 2), ring], 1)
+        for conv in self.convs:
+            x = F.relu(conv(F.pad(x, (1, 1, 0, 0), mode="circular")))  # circular in azimuth
+        return self.out(x)[:, 0]
+
+
+# ---------------------------------------------------------------------------------------
+# the greedy agent
+# ---------------------------------------------------------------------------------------
+class WhatWhereAgent:
+    """The greedy What/Where saccader (agents/base.py protocol).
+
+    Args:
+        what: (B, 1, 28, 28) fovea -> (B, 10) logits (eval mode).
+        where: a :class:`WhereNet`.
+        inhibition_of_return: never choose a cell whose landing is within ``ior_radius`` px
+            of a past (or the current) fixation.
+        ior_radius: px.
+        accumulate: sum What's log-probabilities over the fixations of an episode (the answer
+            and the confidence come from the sum) instead of using the current fovea alone.
+        stop_margin: answer when What's confidence + stop_margin >= the best peripheral
+            predicted accuracy (0: the paper's rule).
+
+    State: dict with ``evidence`` (B, 10) summed log-probs, ``past`` (B, T, 2) px fixations
+    (NaN: unused), ``t`` the step count.
+    """
+
+    name = NAME
+    sensors = ("fovea", "periphery")
+    privileged = False
+
+    def __init__(self, *, what: nn.Module, where: WhereNet, inhibition_of_return: bool = False,
+                 ior_radius: float = 8.0, accumulate: bool = False, stop_margin: float = 0.0) -> None:
+        self.what, self.where = what.eval(), where.eval()
+        self.inhibition_of_return, self.ior_radius = bool(inhibition_of_return), float(ior_radius)
+        self.accumulate, self.stop_margin = bool(accumulate), float(stop_margin)
+        self.scene_size = where.scene_size
+
+    def reset(self, batch_size: int, device: torch.device) -> dict:
+        return {"evidence": torch.zeros(batch_size, 10, device=device),
+                "past": torch.empty(batch_size, 0, 2, device=device)}
+
+    @torch.no_grad()
+    def predicted_accuracy(self, periphery: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
+        """(B, E, A) Where's predicted What accuracy after a saccade to each cell."""
+        return torch.sigmoid(self.where(periphery, fixation))
+
+    def act(self, obs: dict[str, torch.Tensor], state: dict, *, info: dict | None = None
+            ) -> tuple[dict[str, torch.Tensor], dict]:
+        with torch.no_grad():
+            logp = F.log_softmax(self.what(obs["fovea"]), -1)  # (B, 10)
+            evidence = state["evidence"] + logp if self.accumulate else logp
+            post = F.softmax(evidence, -1)
+            confidence, answer = post.max(-1)
+            fix = obs["fixation"]
+            fix_px = fix * (self.scene_size / 2)
+            past = torch.cat([state["past"], fix_px[:, None]], 1)  # (B, T, 2)
+            acc = self.predicted_accuracy(obs["periphery"], fix)  # (B, E, A)
+            land = landings(fix, self.where.grid, scene_size=self.scene_size, reach=self.where.reach)
+            if self.inhibition_of_return:
+                d = (land[:, :, :, None, :] - past[:, None, None, :, :]).norm(dim=-1)  # (B, E, A, T)
+                acc = acc.masked_fill((d < self.ior_radius).any(-1), -1.0)
+            best, idx = acc.flatten(1).max(-1)
+            target = land.flatten(1, 2)[torch.arange(idx.shape[0], device=idx.device), idx]  # (B, 2) px
+            look = (best > confidence + self.stop_margin) & ~must_answer(obs)
+            action = make_action(saccade=target / (self.scene_size / 2), answer=answer, look=look)
+        return action, {"evidence": evidence, "past": past}
+
+
+# ---------------------------------------------------------------------------------------
+# building and loading
+# ---------------------------------------------------------------------------------------
+def default_reach(scene_size: int) -> float:
+    """px: the farthest a digit's centre can sit from the scene's centre on an axis."""
+    return float(scene_size // 2 - DIGIT // 2)
+
+
+def build_where(cfg: WhereConfig, *, periphery, scene_size: int) -> WhereNet:
+    """A fresh :class:`WhereNet` on ``periphery``'s grid."""
+    return WhereNet(cfg, grid=saccade_grid(periphery), in_channels=periphery.cfg.shape[0],
+                    scene_size=scene_size, reach=default_reach(scene_size))
+
+
+def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=None, **options) -> WhatWhereAgent:
+    """The shipped agent: Where from ``checkpoints/what_where.pt`` (or ``path``), What from
+    ``checkpoints/foveal.pt`` (or ``foveal_path``); ``options`` go to :class:`WhatWhereAgent`."""
+    from saccade_env.retina import Periphery, PeripheryConfig
+
+    from .baselines import load_foveal
+
+    ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT, map_location=device)
+    conf = ckpt["config"]
+    periphery = Periphery(PeripheryConfig(**conf["periphery"]), conf["scene_size"])
+    where = build_where(WhereConfig(**conf["where"]), periphery=periphery, scene_size=conf["scene_size"])
+    where.load_state_dict(ckpt["weights"]["where"])
+    what = load_foveal(foveal_path, device=device)
+    return WhatWhereAgent(what=what, where=where.to(device), **options)
+
+
+def checkpoint_config(where: WhereNet, periphery_cfg) -> dict:
+    """What :func:`load_agent` needs to rebuild Where."""
+    return {"where": asdict(where.cfg), "periphery": asdict(periphery_cfg), "scene_size": where.scene_size}

@@ -1,0 +1,243 @@
+"""Train the Where pathway of the What/Where saccader (Daucé, Albiges & Perrinet 2020).
+
+What (the foveal classifier) is trained by ``train/foveal.py`` and read from
+``checkpoints/foveal.pt``. This script:
+
+1. measures What's accuracy map: its accuracy as a function of the shift between fixation
+   and digit centre, on a grid of shifts, on training scenes (the paper's 55x55 map);
+2. draws training scenes from the preset's scene sampler and reads the periphery at a
+   fixation (the scene's centre, as in the paper, or near the digit / anywhere, the eye's
+   positions after a saccade), and builds each one's Where target: the accuracy map read
+   at the shift every cell's saccade would leave (``agents.what_where.where_targets``);
+3. fits Where to those targets (binary cross-entropy on the soft targets, as the paper).
+
+    python train/what_where.py                  # writes checkpoints/what_where.pt
+    python train/what_where.py --scenes 2000 --steps 200 --out /tmp/ww.pt
+    python train/what_where.py --resume         # continues runs/what_where/resume.pt
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from agents import what_where as ww
+from agents.baselines import load_foveal
+from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from agents.cli import cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.scenes import preset_scene, sample_scenes
+from saccade_env.core import make_config
+from saccade_env.retina import Periphery
+from saccade_env.scene import SceneSampler
+
+
+@dataclass(frozen=True)
+class Config:
+    """Train Where: periphery -> What's accuracy after a saccade to each log-polar cell."""
+
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
+    foveal: str = field(default="checkpoints/foveal.pt", metadata={"help": "the What pathway (train/foveal.py)"})
+    noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
+    contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
+    scenes: int = field(default=24000, metadata={"help": "training samples (scene + fixation)"})
+    val_scenes: int = field(default=2000, metadata={"help": "held-out samples (test digits)"})
+    centre: float = field(default=0.5, metadata={"help": "fraction of fixations at the scene's centre"})
+    near: float = field(default=0.35, metadata={"help": "fraction near the digit (the rest: anywhere)"})
+    near_px: float = field(default=8.0, metadata={"help": "std (px) of a near fixation around the digit"})
+    map_radius: int = field(default=40, metadata={"help": "accuracy map: shifts up to this (px)"})
+    map_spacing: int = field(default=2, metadata={"help": "accuracy map: px between shifts"})
+    map_scenes: int = field(default=96, metadata={"help": "accuracy map: scenes read at every shift"})
+    arch: str = field(default="conv", metadata={"help": "conv or mlp (the paper's)", "choices": ("conv", "mlp")})
+    channels: int = field(default=48, metadata={"help": "conv width"})
+    layers: int = field(default=5, metadata={"help": "conv depth"})
+    hidden: int = field(default=1000, metadata={"help": "mlp hidden width"})
+    init: str = field(default="", metadata={"help": "start Where from this what_where checkpoint (fine-tune)"})
+    data_cache: str = field(default="", metadata={"help": "keep the generated samples in this file and reuse "
+                                                          "them when the data settings match (What-independent)"})
+    cell_ce: float = field(default=1.0, metadata={"help": "weight of the cell-choice loss: cross-entropy between "
+                                                          "softmax(logits over cells) and softmax(targets / cell_tau)"})
+    cell_tau: float = field(default=0.05, metadata={"help": "temperature of the cell-choice targets"})
+    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=128, metadata={"help": "samples per step"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine decay)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=1, metadata={"help": "CPU threads for torch"})
+    eval_episodes: int = field(default=1000, metadata={"help": "test episodes for the final score (0: skip)"})
+    log_every: int = field(default=100, metadata={"help": "steps between validation logs"})
+    checkpoint_every: int = field(default=250, metadata={"help": "steps between resume files"})
+    runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
+    name: str = field(default="what_where", metadata={"help": "run name (runs/<name>)"})
+    out: str = field(default="checkpoints/what_where.pt", metadata={"help": "the shipped checkpoint"})
+    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+
+    def __post_init__(self):
+        if min(self.scenes, self.val_scenes, self.steps, self.batch_size, self.map_scenes) < 1:
+            raise ValueError("--scenes, --val-scenes, --steps, --batch-size, --map-scenes must be >= 1")
+        if not (0 <= self.centre and 0 <= self.near and self.centre + self.near <= 1):
+            raise ValueError("--centre and --near are fractions summing to at most 1")
+
+
+def scene_config(cfg: Config):
+    over = {k: getattr(cfg, k) for k in ("noise", "contrast") if getattr(cfg, k) is not None}
+    return preset_scene(cfg.env, **over)
+
+
+def make_sampler(cfg: Config, split: str, device: torch.device) -> SceneSampler:
+    return SceneSampler(scene_config(cfg), split=split, device=device)
+
+
+def accuracy_map(what, sampler: SceneSampler, cfg: Config, gen: torch.Generator) -> torch.Tensor:
+    """(M, M) What's accuracy vs shift, on ``cfg.map_scenes`` scenes of ``sampler``."""
+    b = sample_scenes(sampler, cfg.map_scenes, gen)
+    return ww.what_accuracy_map(what, b.scene, b.label, b.offset, radius=cfg.map_radius,
+                                spacing=cfg.map_spacing, pad=sampler.cfg.background)
+
+
+def fixations(offset: torch.Tensor, cfg: Config, scene_size: int, reach: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, 2) scene coordinates: centre, near the digit (``offset`` (n, 2) px) or anywhere."""
+    n, dev = offset.shape[0], offset.device
+    u = torch.rand(n, 1, generator=gen, device=dev)
+    near = offset.float() + cfg.near_px * torch.randn(n, 2, generator=gen, device=dev)
+    anywhere = (torch.rand(n, 2, generator=gen, device=dev) * 2 - 1) * reach
+    px = torch.where(u < cfg.centre, torch.zeros_like(near), torch.where(u < cfg.centre + cfg.near, near, anywhere))
+    return torch.round(px.clamp(-reach, reach)) / (scene_size / 2)
+
+
+def make_dataset(sampler: SceneSampler, periphery: Periphery, n: int, cfg: Config, gen: torch.Generator,
+                 chunk: int = 512) -> dict[str, torch.Tensor]:
+    """``n`` samples: periphery (n, C, E, A) float16, fixation (n, 2), offset (n, 2) px."""
+    S, reach = sampler.cfg.size, ww.default_reach(sampler.cfg.size)
+    parts: dict[str, list] = {"periphery": [], "fixation": [], "offset": []}
+    for m in tqdm([min(chunk, n - i) for i in range(0, n, chunk)], desc="scenes", leave=False):
+        b = sample_scenes(sampler, m, gen)
+        fix = fixations(b.offset, cfg, S, reach, gen)
+        per = periphery.read(periphery.whiten(b.scene, pad=sampler.cfg.background), fix)
+        parts["periphery"].append(per.half()); parts["fixation"].append(fix); parts["offset"].append(b.offset)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+DATA_KEYS = ("env", "noise", "contrast", "scenes", "val_scenes", "centre", "near", "near_px", "seed")
+
+
+def cached_data(cfg: Config, make, device: torch.device):
+    """``make()`` -> (train, val) samples, read from / written to ``cfg.data_cache`` when given
+    (the samples depend on the data settings and the seed only, not on What)."""
+    key = {k: getattr(cfg, k) for k in DATA_KEYS}
+    path = Path(cfg.data_cache) if cfg.data_cache else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location=device, weights_only=False)
+        if saved.get("key") == key:
+            return saved["train"], saved["val"]
+    train, val = make()
+    if path is not None:
+        atomic_save({"key": key, "train": train, "val": val}, path)
+    return train, val
+
+
+def targets(data: dict, idx: torch.Tensor, acc_map: torch.Tensor, where: ww.WhereNet, cfg: Config) -> torch.Tensor:
+    """(b, E, A) Where targets of samples ``idx``."""
+    return ww.where_targets(acc_map, data["offset"][idx], data["fixation"][idx], where.grid,
+                            spacing=cfg.map_spacing, floor=ww.map_floor(acc_map), scene_size=where.scene_size,
+                            reach=where.reach)
+
+
+def where_loss(logits: torch.Tensor, target: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Binary cross-entropy of every cell's predicted accuracy (the paper's loss), plus a
+    cell-choice term: the map's few good cells are a small part of the BCE (most cells sit at
+    the floor), the choice term makes the arg-max land on them sooner."""
+    loss = F.binary_cross_entropy_with_logits(logits, target)
+    if cfg.cell_ce:
+        choice = F.softmax(target.flatten(1) / cfg.cell_tau, 1)
+        loss = loss + cfg.cell_ce * -(choice * F.log_softmax(logits.flatten(1), 1)).sum(1).mean()
+    return loss
+
+
+@torch.no_grad()
+def choice_quality(where: ww.WhereNet, data: dict, acc_map: torch.Tensor, cfg: Config) -> dict[str, float]:
+    """Mean target accuracy of the cell Where picks; of a random cell (chance); of the best
+    fixed cell (the prior, what a Where blind to the periphery can reach); of the best cell."""
+    where.eval()
+    got, total, best = 0.0, 0.0, 0.0
+    n = data["fixation"].shape[0]
+    for idx in torch.arange(n, device=data["fixation"].device).split(1024):
+        t = targets(data, idx, acc_map, where, cfg).flatten(1)
+        pick = where(data["periphery"][idx].float(), data["fixation"][idx]).flatten(1).argmax(1)
+        got += float(t.gather(1, pick[:, None]).sum()); total = total + t.sum(0); best += float(t.max(1).values.sum())
+    where.train()
+    return {"picked": got / n, "chance": float(total.mean()) / n, "prior": float(total.max()) / n, "best": best / n}
+
+
+def main(cfg: Config) -> dict:
+    torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    try:
+        what = load_foveal(cfg.foveal, device=device)
+    except CheckpointError as err:
+        raise SystemExit(f"the What pathway is missing: {err}. Train it first with `python train/foveal.py`.")
+    seeded = lambda k: torch.Generator(device=device).manual_seed(cfg.seed * 10 + k)
+    gen = seeded(0)  # the training batches; the map and the data have their own streams
+    env_cfg = make_config(scene=scene_config(cfg))
+    periphery = Periphery(env_cfg.periphery, env_cfg.scene.size).to(device)
+    train_s, val_s = make_sampler(cfg, "train", device), make_sampler(cfg, "test", device)
+    rdir = run_dir(cfg.runs, cfg.name)
+    t0 = time.perf_counter()
+    # 1. the accuracy map and 2. the data (regenerated identically on --resume: a function of the seed)
+    acc_map = accuracy_map(what, train_s, cfg, seeded(1))
+    data, val = cached_data(cfg, lambda: (make_dataset(train_s, periphery, cfg.scenes, cfg, seeded(2)), make_dataset(
+        val_s, periphery, cfg.val_scenes, cfg, seeded(3))), device)
+    where = ww.build_where(ww.WhereConfig(arch=cfg.arch, channels=cfg.channels, layers=cfg.layers, hidden=cfg.hidden),
+                           periphery=periphery, scene_size=env_cfg.scene.size).to(device)
+    where.in_scale.copy_(data["periphery"][:4096].float().std(dim=(0, 3)).clamp_min(1e-6))
+    if cfg.init:
+        where.load_state_dict(load_checkpoint(cfg.init, agent=ww.NAME, script=ww.SCRIPT)["weights"]["where"])
+    opt = torch.optim.Adam(where.parameters(), lr=cfg.lr)
+    sched = cosine(opt, cfg.steps)
+    start, elapsed = 0, time.perf_counter() - t0
+    if cfg.resume:
+        start, elapsed = load_resume(rdir / "resume.pt", device=device, where=where, opt=opt, sched=sched, gen=gen)
+    t0 = time.perf_counter() - elapsed
+    tb = writer(rdir)
+    tb.add_image("what_accuracy_map", acc_map[None].clamp(0, 1), 0)
+    n = data["fixation"].shape[0]
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where"):
+        idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
+        logits = where(data["periphery"][idx].float(), data["fixation"][idx])
+        loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(); sched.step()
+        if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+            tb.add_scalar("train/bce", loss.item(), step)
+            for k, v in choice_quality(where, val, acc_map, cfg).items():
+                tb.add_scalar(f"val/target_accuracy_{k}", v, step)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
+                        where=where, opt=opt, sched=sched, gen=gen)
+    wall = time.perf_counter() - t0
+    quality = choice_quality(where, val, acc_map, cfg)
+    scores = {f"val_target_accuracy_{k}": round(v, 4) for k, v in quality.items()}
+    conf = ww.checkpoint_config(where, env_cfg.periphery)
+    conf.update(train=dataclasses.asdict(cfg), accuracy_map=acc_map.cpu())
+    meta = run_meta(cfg, device=device, wall=wall, scores=scores)
+    save_checkpoint(cfg.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
+    if cfg.eval_episodes:
+        from agents.rollout import evaluate
+        agent = ww.load_agent(cfg.out, device=device, foveal_path=cfg.foveal)
+        res = evaluate(agent, budget=3, episodes=cfg.eval_episodes, device=device, seed=10_000)
+        scores["test_accuracy_budget3"] = round(res.accuracy, 4)
+        tb.add_scalar("test/accuracy_budget3", res.accuracy, cfg.steps)
+        meta["scores"] = scores
+        save_checkpoint(cfg.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
+    tb.close()
+    print(f"where: {scores}; {wall:.0f} s on {device}; wrote {cfg.out}")
+    return scores
+
+
+if __name__ == "__main__":
+    main(parse_config(Config))
