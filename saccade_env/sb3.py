@@ -14,7 +14,8 @@ returned observation is already the next episode's first one, and the last one i
 - the vector env resets ended environments at their *next* step; the adapter resets them
   at once through :meth:`SaccadeMNISTVectorEnv.reset_done` (only those rows are observed
   again);
-- ``infos[i]`` of an ended episode holds ``terminal_observation``, ``TimeLimit.truncated``
+- ``infos[i]`` holds ``TimeLimit.truncated`` (as DummyVecEnv), and, at an episode's end,
+  ``terminal_observation``
   and the episode's ``label``, ``target_xy``, ``eccentricity``, ``n_saccades``,
   ``correct``; wrap in ``VecMonitor`` for episode returns and lengths.
 
@@ -87,7 +88,7 @@ class SB3VecEnv(VecEnv):
                                        self._obs["fixation"])
         obs, reward, terminated, truncated, info = self.venv.step({"saccade": saccade, "answer": answer})
         done = terminated | truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        infos: list[dict[str, Any]] = [{"TimeLimit.truncated": False} for _ in range(self.num_envs)]
         if bool(done.any()):
             ended = done.nonzero().squeeze(1).tolist()
             last = self._to_numpy(obs)

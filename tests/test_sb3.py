@@ -64,7 +64,8 @@ def test_adapter_types_autoreset_and_infos():
     look = np.array([[9 * 24, LOOK]] * n)  # a far look to the right
     obs, rew, done, infos = venv.step(look)
     assert rew.dtype == np.float32 and rew.shape == (n,) and done.dtype == bool and done.shape == (n,)
-    assert isinstance(infos, list) and len(infos) == n and not done.any() and infos == [{}] * n
+    assert isinstance(infos, list) and len(infos) == n and not done.any()
+    assert infos == [{"TimeLimit.truncated": False}] * n
     moved = obs["fixation"].copy()
     assert (moved[:, 0] > 0.5).all()
     answer = np.array([[0, 3], [0, 3], [0, LOOK], [0, LOOK]])  # two answer, two look again

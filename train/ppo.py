@@ -169,7 +169,10 @@ def train(cfg: Config) -> dict:
     """Train, save, evaluate; returns {"checkpoint", "accuracy": {k: acc}, "seconds"}."""
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    algo = algorithm(cfg.recurrent)
+    try:
+        algo = algorithm(cfg.recurrent)
+    except ImportError as err:
+        raise SystemExit(f"--recurrent: {err}") from None
     t0 = time.time()
     env_kw = cfg.train_env_kwargs()
     venv = VecMonitor(make_sb3_vec_env(cfg.env, num_envs=cfg.num_envs, device=device, form=cfg.form, grid=cfg.grid,
@@ -188,7 +191,7 @@ def train(cfg: Config) -> dict:
             raise SystemExit(f"--resume: no resume file at {resume_path}; start without --resume")
         model = algo.load(resume_path, env=venv, device=device)
     else:
-        model = algo("MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+        model = algo("MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                      learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                      ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
                      policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
