@@ -42,7 +42,7 @@ from agents.rollout import evaluate, make_env, run_episodes
 class Config:
     """Train RAM with the hybrid loss (REINFORCE + baseline + classification)."""
 
-    env: str = field(default="SaccadeMNIST-Centered28-v0", metadata={"help": "preset id"})
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset id (checkpoint: checkpoints/ram-<tag>.pt)"})
     glimpse_size: int = field(default=0, metadata={"help": "glimpse side g (0: the preset's; 12 on v0)"})
     glimpse_scales: int = field(default=0, metadata={"help": "glimpse scales k (0: the preset's; 4 on v0)"})
     n_glimpses: int = field(default=0, metadata={"help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
