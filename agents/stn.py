@@ -54,6 +54,9 @@ class STNConfig:
             subtracted from the fovea and glimpse before the networks read them.
         hidden: width of the localiser's hidden layers.
         max_step: largest translation of one look, scene coordinates (tanh-bounded).
+        periphery_energy: also feed the localiser the periphery's phase-invariant energy
+            ``sqrt(even**2 + odd**2)`` per orientation (complex cells: where the edges are,
+            whatever their phase), beside the raw responses.
         classifier: "lenet" (this module's :class:`Classifier`, ``channels`` and ``fc``) or
             "foveal" (the shared What pathway, :class:`agents.nets.FovealClassifier` with
             width ``channels[0]`` and hidden ``fc``, so it can start from checkpoints/foveal.pt).
@@ -65,6 +68,7 @@ class STNConfig:
     background: float = 0.5
     hidden: int = 256
     max_step: float = 1.0
+    periphery_energy: bool = False
     classifier: str = "lenet"
     channels: tuple[int, int] = (32, 64)
     fc: int = 256
@@ -97,9 +101,13 @@ class Localiser(nn.Module):
         super().__init__()
         shapes = dict(cfg.shapes)
         self.keys = cfg.where_sensors
+        self.energy = cfg.periphery_energy and "periphery" in self.keys
+        if self.energy and shapes["periphery"][0] % 2:
+            raise ValueError("periphery_energy needs even/odd phase pairs (PeripheryConfig.n_phase=2)")
+        size = {k: math.prod(shapes[k]) * (3 if k == "periphery" and self.energy else 2) // 2 for k in self.keys}
         self.branches = nn.ModuleDict({
-            k: nn.Sequential(nn.Flatten(), nn.LayerNorm(math.prod(shapes[k]), elementwise_affine=False),
-                             nn.Linear(math.prod(shapes[k]), cfg.hidden), nn.ReLU())
+            k: nn.Sequential(nn.Flatten(), nn.LayerNorm(size[k], elementwise_affine=False),
+                             nn.Linear(size[k], cfg.hidden), nn.ReLU())
             for k in self.keys})
         self.trunk = nn.Sequential(nn.Linear(cfg.hidden * len(self.keys), cfg.hidden), nn.ReLU())
         self.out = nn.Linear(cfg.hidden, 2)
@@ -109,6 +117,10 @@ class Localiser(nn.Module):
 
     def forward(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
         """``views[k]``: (B, *shape) per sensor -> (B, 2) translation, scene coordinates."""
+        views = dict(views)
+        if self.energy:  # (B, C, E, A) -> (B, C + C/2, E, A): channels are (theta, phase) with phase fastest
+            x = views["periphery"]
+            views["periphery"] = torch.cat([x, torch.sqrt(x[:, 0::2] ** 2 + x[:, 1::2] ** 2 + 1e-12)], 1)
         h = torch.cat([self.branches[k](views[k]) for k in self.keys], 1)
         return self.max_step * torch.tanh(self.out(self.trunk(h)))
 
@@ -204,7 +216,8 @@ def checkpoint_config(agent: STNAgent) -> dict:
 
 
 def config_from_checkpoint(c: dict) -> STNConfig:
-    keys = {"where_sensors", "shapes", "background", "hidden", "max_step", "classifier", "channels", "fc"}
+    keys = {"where_sensors", "shapes", "background", "hidden", "max_step", "periphery_energy", "classifier",
+            "channels", "fc"}
     c = {k: v for k, v in c.items() if k in keys}
     if "channels" in c:
         c["channels"] = tuple(c["channels"])

@@ -55,6 +55,8 @@ class Config:
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the classifier"})
     loc_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the localiser"})
     hidden: int = field(default=256, metadata={"help": "localiser width"})
+    periphery_energy: bool = field(default=True, metadata={
+        "help": "the localiser also reads the periphery's phase-invariant energy"})
     channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "classifier convolution widths (two)"})
     fc: int = field(default=256, metadata={"help": "classifier hidden layer width"})
     init_classifier: str = field(default="", metadata={
@@ -65,9 +67,14 @@ class Config:
     start_weight: float = field(default=0.5, metadata={"help": "weight of the loss at the first fovea"})
     aux_weight: float = field(default=0.0, metadata={"help": "auxiliary pull to the digit (per px^2/100)"})
     aux_steps: int = field(default=0, metadata={"help": "the auxiliary weight decays to 0 over these steps"})
+    ce_to_loc: float = field(default=1.0, metadata={
+        "help": "scale of the classification gradient reaching the localiser through the retina (1: plain "
+                "end to end; < 1 where the fovea's pixel gradients are mostly noise, as in MotionClouds scenes)"})
     contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
     noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
     ecc_std: float | None = field(default=None, metadata={"help": "override the radial placement's scale"})
+    glimpse_size: int | None = field(default=None, metadata={"help": "override the preset's glimpse patch side"})
+    glimpse_scales: int | None = field(default=None, metadata={"help": "override the preset's glimpse scales"})
     eval_every: int = field(default=500, metadata={"help": "steps between validation evaluations"})
     eval_episodes: int = field(default=1000, metadata={"help": "episodes per validation (train digits)"})
     final_episodes: int = field(default=5000, metadata={"help": "test episodes per budget at the end"})
@@ -90,7 +97,8 @@ class Config:
 
 def env_kwargs(cfg: Config) -> dict:
     """The preset's overrides asked for on the command line (also used for evaluation)."""
-    return {k: getattr(cfg, k) for k in ("contrast", "noise", "ecc_std") if getattr(cfg, k) is not None}
+    keys = ("contrast", "noise", "ecc_std", "glimpse_size", "glimpse_scales")
+    return {k: getattr(cfg, k) for k in keys if getattr(cfg, k) is not None}
 
 
 def make_core(cfg: Config, where: tuple[str, ...], device: torch.device) -> SaccadeCore:
@@ -125,7 +133,8 @@ def step_losses(cfg: Config, agent: STNAgent, core: SaccadeCore, state, start: t
     with torch.no_grad():
         views = core.observe(dataclasses.replace(state, fixation=start))  # what the eye sees at the start
     fixation = (start + agent.locate(views)).clamp(-1, 1)  # (B, 2), real-valued
-    seen = fovea(state.scene, fixation, size=core.cfg.fovea_size, pad=core.pad)  # differentiable in fixation
+    read_at = fixation if cfg.ce_to_loc == 1 else fixation * cfg.ce_to_loc + fixation.detach() * (1 - cfg.ce_to_loc)
+    seen = fovea(state.scene, read_at, size=core.cfg.fovea_size, pad=core.pad)  # differentiable in fixation
     logits = agent.classify(seen)
     ce = F.cross_entropy(logits, state.label)
     ce0 = F.cross_entropy(agent.classify(views["fovea"]), state.label, reduction="none")
@@ -154,8 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.init_classifier:
         what = load_checkpoint(cfg.init_classifier, agent="foveal", script="train/foveal.py")
         kind, channels, fc = "foveal", (what["config"]["width"], 2 * what["config"]["width"]), 256
-    agent = STNAgent(config=STNConfig(where_sensors=where, shapes=shapes, background=core.pad, hidden=cfg.hidden,
-                                      classifier=kind, channels=channels, fc=fc), env_kwargs=env_kwargs(cfg))
+    arch = STNConfig(where_sensors=where, shapes=shapes, background=core.pad, hidden=cfg.hidden,
+                     periphery_energy=cfg.periphery_energy, classifier=kind, channels=channels, fc=fc)
+    agent = STNAgent(config=arch, env_kwargs=env_kwargs(cfg))
     if what is not None:
         agent.classifier.load_state_dict(what["weights"]["net"])
     agent.to(device)
