@@ -11,8 +11,11 @@ only (no zoom).
 
 What the localiser reads (``where_sensors``):
 
-- SaccadeMNIST-v0 (128x128 noise scenes): the log-polar log-Gabor periphery (12, 10, 24)
-  and the fovea (1, 28, 28), the two sensors of the preset;
+- SaccadeMNIST-v0 (128x128 noise scenes): by default the log-polar log-Gabor periphery
+  (12, 10, 24) and the fovea (1, 28, 28), the two sensors of the preset; the shipped
+  checkpoints/stn-v0.pt reads a 16x16 four-scale glimpse (the whole scene at 8 px/sample
+  down to full resolution) and the fovea instead, which localised far better in a short
+  CPU budget (docs/notes/stn.md); the agent's ``env_kwargs`` carry the glimpse settings;
 - the RAM/STN presets (60x60 translated/cluttered): the preset's multi-scale glimpse
   (3, 12, 12; from the centre it covers 48x48 px, every digit centre is inside it)
   and the fovea.  The periphery works there too (``--where-sensors periphery fovea``)
