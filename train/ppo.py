@@ -124,7 +124,8 @@ def atomic_sb3_save(model, path: Path) -> Path:
 
 
 class Progress(BaseCallback):
-    """A tqdm bar (where SB3's own bar cannot run: it needs `rich`), episode accuracy in TensorBoard, periodic resume files."""
+    """A tqdm bar (where SB3's own bar cannot run: it needs `rich`), episode accuracy in
+    TensorBoard, periodic resume files, and the ``--minutes`` deadline."""
 
     def __init__(self, *, total: int, save_every: int, resume_path: Path, show: bool, deadline: float) -> None:
         super().__init__()
@@ -191,7 +192,8 @@ def train(cfg: Config) -> dict:
             raise SystemExit(f"--resume: no resume file at {resume_path}; start without --resume")
         model = algo.load(resume_path, env=venv, device=device)
     else:
-        model = algo("MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+        policy = "MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy"
+        model = algo(policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                      learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
                      ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
                      policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
