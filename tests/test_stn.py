@@ -12,6 +12,7 @@ from agents.base import LOOK, check_agent
 from agents.checkpoint import CheckpointError
 from agents.rollout import make_env, run_episodes
 from agents.stn import STNAgent, STNConfig, load_agent
+from saccade_env.retina import fovea
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +78,6 @@ def test_classification_gradient_reaches_the_localiser_through_the_retina():
     with torch.no_grad():
         views = core.observe(state)
     fix = (start + agent.locate(views)).detach()
-    from saccade_env.retina import fovea
     loss = torch.nn.functional.cross_entropy(agent.classify(fovea(state.scene, fix, size=28, pad=core.pad)), state.label)
     loss.backward()
     assert agent.localiser.out.weight.grad is None or agent.localiser.out.weight.grad.abs().sum() == 0
@@ -85,16 +85,20 @@ def test_classification_gradient_reaches_the_localiser_through_the_retina():
 
 def test_short_cpu_run_beats_chance_and_moves_the_eye(tmp_path):
     """Translated 60x60 (contrast 1, no noise, digit centre up to 16 px off): a short run
-    localises and reads the digit far better than chance (10%) on held-out test episodes."""
+    localises and reads the digit far better than chance (10%) on held-out test episodes.
+    The auxiliary pull to the digit decays to zero over the run (the last steps are plain end
+    to end): without it, 250 small steps localise only sometimes (0.4-0.9x the centre's
+    distance, depending on the scenes); with it, 3 seeds gave 65-74% at k=1 and 4.1-5.5 px."""
     train = _train_module()
     ckpt = tmp_path / "stn.pt"
     res = train.main(["--env", "SaccadeMNIST-Translated60-v0", "--steps", "250", "--batch-size", "32",
-                      "--lr", "3e-3", "--loc-lr", "2e-3", "--hidden", "64", "--channels", "8", "16", "--fc", "64",
+                      "--lr", "3e-3", "--loc-lr", "2e-3", "--aux-weight", "1", "--aux-steps", "250",
+                      "--hidden", "64", "--channels", "8", "16", "--fc", "64",
                       "--eval-every", "0", "--final-episodes", "500", "--final-budgets", "0", "1",
                       "--runs-dir", str(tmp_path), "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1"])
     acc0, acc1 = res["scores"]["k0"]["accuracy"], res["scores"]["k1"]["accuracy"]
     print(res["scores"])
-    assert acc1 > 0.3, res["scores"]  # chance is 0.1
+    assert acc1 > 0.4, res["scores"]  # chance is 0.1
     agent = load_agent(ckpt)
     # the localiser has learnt to look: its saccade lands nearer the digit than the centre is
     venv = make_env("SaccadeMNIST-Translated60-v0", agent=agent, num_envs=300, max_saccades=1, split="test")
@@ -103,7 +107,7 @@ def test_short_cpu_run_beats_chance_and_moves_the_eye(tmp_path):
     look = ep.steps[0]["action"]["saccade"]
     err, off = (look - ep.target_xy).norm(dim=1).mean(), ep.target_xy.norm(dim=1).mean()
     print(f"mean distance to the digit: {float(err) * 30:.1f} px after the saccade, {float(off) * 30:.1f} px from the centre")
-    assert err < 0.75 * off
+    assert err < 0.6 * off
     assert agent.sensors == ("fovea", "glimpse")
     for (k, v), (k2, v2) in zip(agent.state_dict().items(), res["agent"].state_dict().items()):
         assert k == k2 and torch.equal(v, v2.cpu())
