@@ -15,6 +15,7 @@ with reward 0.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -116,6 +117,10 @@ class EnvState:
         offset: (B, 2) int64 pixel offset of the digit's centre from the scene's centre.
         done: (B,) bool, the episode has ended.
         key, episode: (B,) int64, each environment's random stream and episode count.
+        maps: (B, L, M, M) float32, the box-filtered maps of ``whitened`` the periphery reads
+            on the pixel grid (:meth:`Periphery.prepare`), or None (then computed when
+            read).  Derived from ``whitened``: a state with another ``whitened`` must have
+            its ``maps`` replaced too, or set to None.
     """
 
     scene: torch.Tensor
@@ -128,6 +133,14 @@ class EnvState:
     done: torch.Tensor
     key: torch.Tensor
     episode: torch.Tensor
+    maps: torch.Tensor | None = None
+
+
+def _copy(state: EnvState) -> EnvState:
+    """A shallow copy (what ``dataclasses.replace(state)`` gives, without its per-call overhead)."""
+    st = EnvState.__new__(EnvState)
+    st.__dict__.update(state.__dict__)
+    return st
 
 
 class SaccadeCore:
@@ -148,6 +161,11 @@ class SaccadeCore:
                           if "periphery" in cfg.sensors else None)
         self.pad = cfg.scene.background
         self._slots = torch.arange(cfg.max_saccades + 1, device=self.device)
+        self._start = torch.zeros(2, device=self.device)  # where the eye starts, and the trail then
+        self._start_trail = torch.full((cfg.max_saccades + 1, 2), float("nan"), device=self.device)
+        self._start_trail[0] = 0.0
+
+    map_budget = 2 << 30  # bytes: larger batches compute the periphery's maps at each read instead of storing them
 
     # ----------------------------------------------------------------- reset
     def init_state(self, keys: torch.Tensor) -> EnvState:
@@ -160,35 +178,89 @@ class SaccadeCore:
             fixation=torch.zeros(B, 2, device=dev),
             trail=torch.full((B, self.cfg.max_saccades + 1, 2), float("nan"), device=dev),
             n_saccades=z.clone(), label=z.clone(), offset=torch.zeros(B, 2, dtype=torch.int64, device=dev),
-            done=torch.ones(B, dtype=torch.bool, device=dev), key=keys.to(dev, torch.int64), episode=z - 1)
+            done=torch.ones(B, dtype=torch.bool, device=dev), key=keys.to(dev, torch.int64), episode=z - 1,
+            maps=self._empty_maps(B))
+
+    def _empty_maps(self, B: int) -> torch.Tensor | None:
+        if self.periphery is None or B * math.prod(self.periphery.map_shape) * 4 > self.map_budget:
+            return None
+        return torch.zeros(B, *self.periphery.map_shape, device=self.device)
 
     def reset(self, state: EnvState, mask: torch.Tensor, *, label: torch.Tensor | None = None,
-              eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> EnvState:
+              eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None,
+              inplace: bool = False) -> EnvState:
         """Start new episodes where ``mask`` (B,) bool is set; other rows are untouched.
 
         The options (see :meth:`SceneSampler.sample`) are (B,)-shaped like the batch;
-        only the masked rows are used.  Returns a new state (inputs are not modified).
+        only the masked rows are used.  Returns a new state; the input is not modified,
+        unless ``inplace``: then the new episodes' scenes, whitened scenes and maps (the
+        large tensors) are written into ``state``'s own, which the new state shares (no
+        copy of the batch; for a caller that owns ``state`` and has handed out nothing
+        that aliases those tensors, such as the vector env).
         """
         idx = mask.nonzero().squeeze(1)
-        if idx.numel() == 0:
+        n = idx.numel()
+        if n == 0:
             return state
-        st = dataclasses.replace(state)
-        st.episode = state.episode.index_add(0, idx, torch.ones_like(idx))
-        u = rng.uniforms(st.key[idx], st.episode[idx], self.sampler.n_uniforms)
-        pick = (lambda t: None if t is None else t[idx])
-        batch = self.sampler.sample(u, label=pick(label), eccentricity=pick(eccentricity), offset=pick(offset))
-        st.scene = state.scene.index_copy(0, idx, batch.scene)
-        if self.periphery is not None:
-            st.whitened = state.whitened.index_copy(0, idx, self.periphery.whiten(batch.scene, pad=self.pad))
-        st.label = state.label.index_copy(0, idx, batch.label)
-        st.offset = state.offset.index_copy(0, idx, batch.offset)
-        st.fixation = state.fixation.index_fill(0, idx, 0.0)
-        trail = torch.full_like(state.trail[idx], float("nan"))
-        trail[:, 0] = 0.0
-        st.trail = state.trail.index_copy(0, idx, trail)
-        st.n_saccades = state.n_saccades.index_fill(0, idx, 0)
-        st.done = state.done.index_fill(0, idx, False)
+        st, full = _copy(state), n == mask.shape[0]
+        pick = (lambda t: t) if full else (lambda t: t[idx])  # the reset rows of a (B, ...) tensor
+        put = (lambda old, new: new) if full else (lambda old, new: old.index_copy(0, idx, new))
+        if full:  # every row: the new rows are the new state (no copies, no indexing)
+            st.episode = state.episode + 1
+            st.n_saccades = torch.zeros_like(state.n_saccades)
+            st.done = torch.zeros_like(state.done)
+        else:
+            st.episode = state.episode.index_add(0, idx, torch.ones_like(idx))
+            st.n_saccades = state.n_saccades.index_fill(0, idx, 0)
+            st.done = state.done.index_fill(0, idx, False)
+        u = rng.uniforms(pick(st.key), pick(st.episode), self.sampler.n_uniforms)
+        options = {k: pick(v) for k, v in (("label", label), ("eccentricity", eccentricity), ("offset", offset))
+                   if v is not None}
+        big = (state.scene, state.whitened, state.maps)
+        into = big if inplace and full else None  # drawn straight into the state's tensors
+        scene, st.label, st.offset, whitened, maps = self._draw(u, options, state.maps is not None, into)
+        st.label, st.offset = put(state.label, st.label), put(state.offset, st.offset)
+        if into is None:
+            new = (scene, whitened, maps)
+            if inplace:  # partial: the reset rows only
+                for old, t in zip(big, new):
+                    if t is not None:
+                        old.index_copy_(0, idx, t)
+            else:
+                st.scene, st.whitened, st.maps = (old if t is None else put(old, t) for old, t in zip(big, new))
+        st.fixation = put(state.fixation, self._start.repeat(n, 1))
+        st.trail = put(state.trail, self._start_trail.repeat(n, 1, 1))
         return st
+
+    reset_chunk = 64  # episodes drawn at once (their scenes, whitened scenes and maps stay in cache)
+
+    def _draw(self, u: torch.Tensor, options: dict[str, torch.Tensor], with_maps: bool,
+              into: tuple[torch.Tensor | None, ...] | None = None):
+        """New episodes from their (n, n_uniforms) uniforms: scene (n, S, S), label (n,),
+        offset (n, 2), whitened scene and periphery maps (None where not needed); the
+        scenes, whitened scenes and maps are written into ``into``'s tensors when given."""
+        n, P, c = u.shape[0], self.periphery, self.reset_chunk
+        with_maps = with_maps and P is not None
+        out = None
+        for i in range(0, n, c):
+            b = self.sampler.sample(u[i:i + c], **{k: v[i:i + c] for k, v in options.items()})
+            w = P.whiten(b.scene, pad=self.pad) if P is not None else None
+            if n <= c and into is None:
+                return b.scene, b.label, b.offset, w, P.prepare(w) if with_maps else None
+            if out is None:
+                out = [t.new_empty((n, *t.shape[1:])) for t in (b.label, b.offset)]
+                if into is not None:
+                    out = [into[0], *out, into[1], into[2] if with_maps else None]
+                else:
+                    out = [b.scene.new_empty(n, *b.scene.shape[1:]), *out,
+                           w.new_empty(n, *w.shape[1:]) if w is not None else None,
+                           w.new_empty(n, *P.map_shape) if with_maps else None]
+            for o, t in zip(out, (b.scene, b.label, b.offset, w)):
+                if o is not None:
+                    o[i:i + c] = t
+            if with_maps:
+                P.prepare(w, out=out[4][i:i + c])
+        return tuple(out)
 
     # ----------------------------------------------------------------- step
     def step(self, state: EnvState, saccade: torch.Tensor, answer: torch.Tensor
@@ -204,20 +276,21 @@ class SaccadeCore:
         """
         cfg = self.cfg
         live = ~state.done
-        look = answer == LOOK
-        move = live & look & (state.n_saccades < cfg.max_saccades)
-        truncated = live & look & ~move
-        terminated = live & ~look
-        reward = torch.where(terminated, (answer == state.label).float(),
-                             torch.where(move, 0.0 - cfg.saccade_cost, 0.0))
+        asked = live & (answer == LOOK)
+        move = asked & (state.n_saccades < cfg.max_saccades)
+        truncated = asked ^ move  # a look with no saccade left
+        terminated = live ^ asked  # an answer
+        reward = (terminated & (answer == state.label)).float()
+        if cfg.saccade_cost:
+            reward = reward - cfg.saccade_cost * move.float()
         half = cfg.scene.size / 2
         target = torch.round(saccade.to(torch.float32) * half) / half
-        st = dataclasses.replace(state)
+        st = _copy(state)
         st.fixation = torch.where(move[:, None], target, state.fixation)
-        st.n_saccades = state.n_saccades + move.long()
-        slot = move[:, None] & (self._slots[None, :] == st.n_saccades[:, None])  # (B, T)
+        st.n_saccades = state.n_saccades + move
+        slot = move[:, None] & (self._slots == st.n_saccades[:, None])  # (B, T)
         st.trail = torch.where(slot[..., None], target[:, None, :], state.trail)
-        st.done = state.done | terminated | truncated
+        st.done = ~move  # ended before, or now (every live row that does not move ends)
         return st, reward, terminated, truncated
 
     # ----------------------------------------------------------------- observe
@@ -227,13 +300,24 @@ class SaccadeCore:
         if "fovea" in cfg.sensors:
             obs["fovea"] = fovea(state.scene, state.fixation, size=cfg.fovea_size, pad=self.pad)
         if "periphery" in cfg.sensors:
-            obs["periphery"] = self.periphery.read(state.whitened, state.fixation)
+            obs["periphery"] = self._periphery(state)
         if "glimpse" in cfg.sensors:
             obs["glimpse"] = glimpse(state.scene, state.fixation, size=cfg.glimpse_size,
                                      scales=cfg.glimpse_scales, pad=self.pad)
         obs["fixation"] = state.fixation.clone()
         obs["saccades_left"] = (cfg.max_saccades - state.n_saccades).to(torch.float32)[:, None]
         return obs
+
+    def _periphery(self, state: EnvState) -> torch.Tensor:
+        """(B, C, E, A): on the pixel grid from the state's maps (or maps computed now, a
+        chunk at a time), elsewhere (a fixation a caller placed off the grid) by :meth:`Periphery.read`."""
+        P, fix = self.periphery, state.fixation
+        if not P.on_grid(fix):
+            return P.read(state.whitened, fix)
+        if state.maps is not None:
+            return P.read_prepared(state.maps, fix)
+        n = 2 * P.chunk_maps  # maps of a few scenes at a time, read while in cache
+        return torch.cat([P.read_prepared(P.prepare(w), f) for w, f in zip(state.whitened.split(n), fix.split(n))])
 
     def target_xy(self, state: EnvState) -> torch.Tensor:
         """(B, 2) the digit's centre in scene coordinates."""

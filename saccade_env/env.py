@@ -88,6 +88,7 @@ class SaccadeMNISTEnv(gym.Env):
         self._answer: int | None = None
         self._viewer = None
 
+    @torch.inference_mode()  # NumPy out: no tensor leaves, so none needs autograd's bookkeeping
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         opts = make_reset_options(options, 1, self.cfg.scene.size, self.core.device)
         super().reset(seed=seed)
@@ -101,24 +102,26 @@ class SaccadeMNISTEnv(gym.Env):
             self.render()
         return obs, self._info()
 
+    @torch.inference_mode()
     def step(self, action: dict):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        if bool(self.state.done[0]):
+        if self.state.done.item():
             raise RuntimeError("this episode has ended (terminated or truncated): call reset() before step()")
         saccade, answer = spaces.check_action(action, None, self.core.device)
         self.state, reward, terminated, truncated = self.core.step(self.state, saccade, answer)
+        reward, terminated, truncated = reward.item(), terminated.item(), truncated.item()
         info = self._info()
-        if bool(terminated[0] | truncated[0]):
+        if terminated or truncated:
             ep = self.core.episode_info(self.state, answer)
             info.update(label=int(ep["label"][0]), target_xy=ep["target_xy"][0].cpu().numpy(),
                         eccentricity=float(ep["eccentricity"][0]), n_saccades=int(ep["n_saccades"][0]),
                         correct=bool(ep["correct"][0]))
-            self._answer = int(answer[0]) if bool(terminated[0]) else None
+            self._answer = answer.item() if terminated else None
         obs = self._observe()
         if self.render_mode == "human":
             self.render()
-        return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return obs, reward, terminated, truncated, info
 
     def render(self):
         if self.render_mode is None:
@@ -143,7 +146,7 @@ class SaccadeMNISTEnv(gym.Env):
 
     def _observe(self) -> dict[str, np.ndarray]:
         self._obs = self.core.observe(self.state)
-        return {k: v[0].cpu().numpy() for k, v in self._obs.items()}
+        return {k: v.cpu().numpy()[0] for k, v in self._obs.items()}
 
     def _info(self) -> dict[str, Any]:
         if not self.cfg.privileged:

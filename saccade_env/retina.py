@@ -250,6 +250,7 @@ class Periphery(torch.nn.Module):
         self.radius_px = radius.to(torch.float32)  # (E,) ring radii
         self.azimuth = psi.to(torch.float32)  # (E, A) azimuths, radians, y down
         self.sf = sf.to(torch.float32)  # (E,) peak frequencies, cycles/px
+        self._init_grid_read()
 
     @staticmethod
     def _whitening(n: int) -> torch.Tensor:
@@ -282,6 +283,103 @@ class Periphery(torch.nn.Module):
 
     def forward(self, scenes: torch.Tensor, fixations: torch.Tensor, *, pad: float = 0.0) -> torch.Tensor:
         return self.read(self.whiten(scenes, pad=pad), fixations)
+
+    # ------------------------------------------------------------------ pixel-grid fast path
+    # Where the environment's eye lands (on the pixel grid) every tap of :meth:`read` sits at
+    # a fixed offset from the fixation pixel, on a full-resolution (stride-1) box-filtered map
+    # of the whitened scene.  :meth:`prepare` computes those maps once per scene (the same
+    # additions, in the same order, as the pyramid of :meth:`read`); :meth:`read_prepared`
+    # gathers the 3,600 distinct tap positions of a fixation through two precomputed index
+    # tables and combines them with the same bilinear weights and kernels, without the
+    # window copy and the pyramid of every read.
+    chunk_prepared = 256  # rows combined at once by read_prepared (keeps its working set in cache)
+    chunk_maps = 32  # rows prepared at once
+
+    def _init_grid_read(self) -> None:
+        S, W, L = self.scene_size, self.window, self.levels
+        P = 1 << (L - 1)  # the maps' frame holds scene rows/columns -P .. S (zero outside the scene)
+        side = S + P + 1
+        self.map_shape = (L, side, side)
+        sizes = torch.tensor([(W >> lv) ** 2 for lv in range(L)])
+        base = torch.cumsum(sizes, 0) - sizes
+        lv = torch.searchsorted(base, self.taps, right=True) - 1  # each tap's pyramid level
+        loc, n = self.taps - base[lv], W >> lv
+        ry = (loc // n) * (1 << lv) - W // 2  # its box's top-left, px from the fixation pixel
+        rx = (loc % n) * (1 << lv) - W // 2
+        key = (lv * (4 * W) + ry + 2 * W) * (4 * W) + rx + 2 * W
+        uniq, inv = torch.unique(key, return_inverse=True)  # (U,) distinct positions, (4*E*A*k*k,)
+        ulv, ury, urx = uniq // (16 * W * W), (uniq // (4 * W)) % (4 * W) - 2 * W, uniq % (4 * W) - 2 * W
+        p = torch.arange(S + 1)[:, None]  # fixation pixel index (offset + S/2), 0..S
+        rows = ulv * side * side + (p + ury + P).clamp(0, side - 1) * side  # (S+1, U)
+        cols = (p + urx + P).clamp(0, side - 1)
+        self.register_buffer("grid_rows", rows, persistent=False)
+        self.register_buffer("grid_cols", cols, persistent=False)
+        self.register_buffer("grid_taps", inv, persistent=False)  # (4*E*A*k*k,) like taps, into the U positions
+        # batches: one bag of 4 bilinear taps per sample, bags ordered sample-major (s, e, a)
+        E, A, kk = self.cfg.n_eccentricity, self.cfg.n_azimuth, self.cfg.kernel ** 2
+        t = torch.arange(E * A * kk)
+        order = torch.argsort((t % kk) * (E * A) + t // kk)  # filter-major sample index of each bag
+        self.register_buffer("grid_bags", inv.view(4, -1)[:, order].T.contiguous(), persistent=False)  # (E*A*kk, 4)
+        self.register_buffer("grid_bag_weights", self.tap_weights[:, order].T.contiguous(), persistent=False)
+        self.register_buffer("kernels_t", self.kernels.T.contiguous(), persistent=False)  # (C, kk)
+
+    def prepare(self, whitened: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S, S) whitened scenes -> (B, L, S+P+1, S+P+1) their box-filtered maps, P = 2**(L-1)
+        (written into ``out`` when given).
+
+        ``maps[b, lv, y + P, x + P]`` is the mean of the ``2**lv`` x ``2**lv`` block of the
+        scene whose top-left pixel is (x, y), for x, y in -P..S (zero outside the scene).
+        """
+        B, S, _ = whitened.shape
+        L, side = self.levels, self.map_shape[1]
+        P = 1 << (L - 1)
+        if out is None:
+            out = torch.empty(B, L, side, side, dtype=whitened.dtype, device=whitened.device)
+        for i in range(0, B, self.chunk_maps):
+            x = F.pad(whitened[i:i + self.chunk_maps], (P, P, P, P))  # (b, S+2P, S+2P)
+            out[i:i + self.chunk_maps, 0] = x[:, :side, :side]
+            for lv in range(1, L):
+                h = 1 << (lv - 1)
+                m = x.shape[-1] - h
+                a = x[:, :m] + x[:, h:]  # row pairs first, then columns: the order of _box_pyramid
+                x = (a[:, :, :m] + a[:, :, h:]) * 0.25
+                out[i:i + self.chunk_maps, lv] = x[:, :side, :side]
+        return out
+
+    def on_grid(self, fixations: torch.Tensor) -> bool:
+        """Whether :meth:`read_prepared` can read at these (B, 2) fixations: on the pixel grid
+        (within 1e-4 px: ``round(x * S/2) / (S/2)`` in float32 is not always an exact
+        multiple of a pixel), inside [-1, 1], and not requiring a gradient."""
+        if fixations.requires_grad:
+            return False
+        h = self.scene_size / 2
+        if fixations.shape[0] == 1:
+            return all(abs(v * h - round(v * h)) <= 1e-4 and abs(v) <= 1 for v in fixations[0].tolist())
+        off = fixations * h
+        return bool(((off - off.round()).abs().max() <= 1e-4) and (off.abs() <= h).all())
+
+    def read_prepared(self, maps: torch.Tensor, fixations: torch.Tensor) -> torch.Tensor:
+        """(B, L, S+P+1, S+P+1) maps of :meth:`prepare`, (B, 2) fixations on the pixel grid
+        (see :meth:`on_grid`) -> (B, C, E, A), the values :meth:`read` gives there (one eye:
+        the same products summed in the same order; a batch: to float rounding)."""
+        B, S = fixations.shape[0], self.scene_size
+        E, A = self.cfg.n_eccentricity, self.cfg.n_azimuth
+        if B == 1:  # one eye: index_select, no batch axis
+            x, y = (int(round(v * (S / 2))) + S // 2 for v in fixations[0].tolist())
+            taps = maps.reshape(-1).take(self.grid_rows[y] + self.grid_cols[x])
+            samples = (taps.index_select(0, self.grid_taps).view(4, -1) * self.tap_weights).sum(0)
+            return torch.mm(samples.view(E * A, -1), self.kernels).view(1, E, A, -1).permute(0, 3, 1, 2)
+        out = []
+        for m, f in zip(maps.split(self.chunk_prepared), fixations.split(self.chunk_prepared)):
+            b = f.shape[0]
+            p = torch.round(f * (S / 2)).long() + S // 2
+            taps = m.reshape(b, -1).gather(1, self.grid_rows[p[:, 1]] + self.grid_cols[p[:, 0]])  # (b, U)
+            # each sample: a bag of its 4 taps (rows of taps.T, b values each) summed with their weights
+            samples = F.embedding_bag(self.grid_bags, taps.T.contiguous(), per_sample_weights=self.grid_bag_weights,
+                                      mode="sum")  # (kk * E * A, b)
+            resp = torch.mm(self.kernels_t, samples.view(self.kernels_t.shape[1], -1))  # (C, E*A*b)
+            out.append(resp.view(-1, E, A, b).permute(3, 0, 1, 2))
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def bound(self) -> float:
         """An upper bound of |response| for scenes within ``pad`` +- 1: the L1 norm of the

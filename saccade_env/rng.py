@@ -12,6 +12,8 @@ global random state.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -27,6 +29,21 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     x = (x * 0x846CA68B) & _MASK32
     x = x ^ (x >> 16)
     return x
+
+
+def _mix32_int(x: int) -> int:
+    """:func:`_mix32` on one Python int (int64 arithmetic wraps, but never in the low 32 bits kept)."""
+    x &= _MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+@functools.lru_cache(maxsize=16)
+def _columns(n: int) -> tuple[int, ...]:
+    return tuple(_mix32_int(i * 0x85EBCA6B + 0x27D4EB2F) for i in range(n))
 
 
 def key_from_seed(seed: int | None, np_random: np.random.Generator | None = None) -> int:
@@ -51,6 +68,11 @@ def uniforms(keys: torch.Tensor, episodes: torch.Tensor, n: int) -> torch.Tensor
     Returns:
         (B, n) float32, a deterministic function of (key, episode, column).
     """
+    if keys.shape[0] == 1 and keys.device.type == "cpu":  # one stream: the same integers in plain Python
+        k, e = keys.item(), episodes.item()
+        base = _mix32_int(_mix32_int(k) ^ _mix32_int(e * 0x9E3779B9 + 0x632BE5AB))
+        h = [_mix32_int(base ^ c) for c in _columns(n)]
+        return torch.tensor([[(v >> 8) * (1.0 / (1 << 24)) for v in h]], dtype=torch.float32)
     base = _mix32(_mix32(keys) ^ _mix32(episodes * 0x9E3779B9 + 0x632BE5AB))  # (B,)
     idx = torch.arange(n, device=keys.device, dtype=torch.int64)
     h = _mix32(base[:, None] ^ _mix32(idx * 0x85EBCA6B + 0x27D4EB2F)[None, :])  # (B, n)

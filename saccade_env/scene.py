@@ -197,11 +197,16 @@ class SceneSampler:
         self.label_start = torch.cumsum(counts, 0) - counts
         self.textures = (torch.as_tensor(texture_bank(cfg), device=self.device) if cfg.noise > 0 else None)
         s = cfg.size
+        if self.textures is not None:
+            # the background levels of every texture, tiled 2x2 so that a texture rolled by
+            # (dy, dx) is the window at (dy, dx): ``_rolled[t, dy, dx]`` is (S, S), a view
+            tiled = (0.5 + cfg.noise * (self.textures - 0.5)).repeat(1, 2, 2)
+            n = cfg.n_textures
+            self._rolled = tiled.as_strided((n, s, s, s, s), (4 * s * s, 2 * s, 1, 2 * s, 1))
         c = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) - s / 2
         self.disc = (c[None, :] ** 2 + c[:, None] ** 2) <= (s / 2) ** 2  # (S, S) bool
         self._arange_d = torch.arange(DIGIT, device=self.device)
         self._arange_c = torch.arange(cfg.clutter_size, device=self.device)
-        self._arange_s = torch.arange(s, device=self.device)
 
     @property
     def n_uniforms(self) -> int:
@@ -247,13 +252,11 @@ class SceneSampler:
             radius = torch.where(given, eccentricity, radius if radius is not None else eccentricity)
         if radius is not None:
             polar = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], 1).round().long()
-        uniform = ((u[:, 7:9] * (2 * m + 1)).long() - m).clamp(-m, m)
-        if radius is None:
-            xy = uniform
-        elif cfg.placement == "uniform":  # eccentricity imposed on some rows only
-            xy = torch.where(given[:, None], polar, uniform)
-        else:
+        if radius is not None and cfg.placement != "uniform":
             xy = polar
+        else:
+            uniform = ((u[:, 7:9] * (2 * m + 1)).long() - m).clamp(-m, m)
+            xy = uniform if radius is None else torch.where(given[:, None], polar, uniform)  # some rows imposed
         if offset is not None:
             xy = offset
         xy = xy.clamp(-m, m)
@@ -270,14 +273,10 @@ class SceneSampler:
         # --- background texture, picked and rolled
         if self.textures is not None:
             t = (u[:, 4] * cfg.n_textures).long().clamp_max(cfg.n_textures - 1)
-            dx = (u[:, 5] * s).long()
-            dy = (u[:, 6] * s).long()
-            rows = (self._arange_s[None, :] + dy[:, None]) % s  # (B, S)
-            cols = (self._arange_s[None, :] + dx[:, None]) % s
-            tex = self.textures[t[:, None, None], rows[:, :, None], cols[:, None, :]]
-            canvas = torch.maximum(canvas, 0.5 + cfg.noise * (tex - 0.5))
+            dxy = (u[:, 5:7] * s).long()  # (B, 2) the roll (dx, dy)
+            canvas = torch.maximum(canvas, self._rolled[t, dxy[:, 1], dxy[:, 0]])
         if cfg.mask:
-            canvas = torch.where(self.disc, canvas, torch.full_like(canvas, cfg.background))
+            canvas = torch.where(self.disc, canvas, cfg.background)
         return SceneBatch(scene=canvas, label=self.labels[idx], offset=xy)
 
     def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor) -> None:

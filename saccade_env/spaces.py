@@ -1,6 +1,8 @@
 """The spaces of SaccadeMNIST, and the checks every action goes through before it changes anything."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -65,6 +67,13 @@ def check_action(action, batch: int | None, device: torch.device) -> tuple[torch
             raise TypeError(f"action['saccade'] has dtype {sac.dtype}, expected a float: {how}")
         if ans.dtype.kind not in "iu":
             raise TypeError(f"action['answer'] has dtype {ans.dtype}, expected an integer: {how}")
+        if batch is None:  # one action: two numbers, cheaper checked in plain Python than by NumPy
+            xy, a = sac.tolist(), int(ans)
+            finite = all(math.isfinite(v) for v in xy)
+            _check_ranges(finite, max(map(abs, xy)) if finite else 0.0, a, a, xy, a, how)
+            # clamping before the rounding to float32 gives what rounding then clamping gives
+            return (torch.tensor([[min(max(v, -1.0), 1.0) for v in xy]], dtype=torch.float32, device=device),
+                    torch.tensor([a], dtype=torch.int64, device=device))
         finite = bool(np.isfinite(sac).all())
         sac_max, ans_min, ans_max = (float(np.abs(sac).max()) if finite else 0.0), int(ans.min()), int(ans.max())
         sac, ans = torch.from_numpy(sac.astype(np.float32)), torch.from_numpy(ans.astype(np.int64))
@@ -76,12 +85,18 @@ def check_action(action, batch: int | None, device: torch.device) -> tuple[torch
         finite = bool(torch.isfinite(sac).all())
         sac_max = float(sac.abs().max()) if finite else 0.0
         ans_min, ans_max = int(ans.min()), int(ans.max())
-    if not finite:
-        raise ValueError(f"action['saccade'] contains NaN or inf ({sac.tolist()}): {how}")
-    if sac_max > 1.0 + 1e-6:
-        raise ValueError(f"action['saccade'] is outside [-1, 1] ({sac.tolist()}); clip it "
-                         f"(np.clip(s, -1, 1)) or rescale your policy's output: {how}")
-    if ans_min < 0 or ans_max > LOOK:
-        raise ValueError(f"action['answer'] must be in 0..10 (0-9: the class, 10: look), got {ans.tolist()}")
+    _check_ranges(finite, sac_max, ans_min, ans_max, sac.tolist() if not finite or sac_max > 1.0 + 1e-6 else None,
+                  ans.tolist() if ans_min < 0 or ans_max > LOOK else None, how)
     sac = sac.to(device, torch.float32).clamp(-1.0, 1.0).reshape(-1, 2)
     return sac, ans.to(device, torch.int64).reshape(-1)
+
+
+def _check_ranges(finite: bool, sac_max: float, ans_min: int, ans_max: int, sac_values, ans_values, how: str) -> None:
+    """Raise the error that says what is wrong with an action's values (their lists only for the message)."""
+    if not finite:
+        raise ValueError(f"action['saccade'] contains NaN or inf ({sac_values}): {how}")
+    if sac_max > 1.0 + 1e-6:
+        raise ValueError(f"action['saccade'] is outside [-1, 1] ({sac_values}); clip it "
+                         f"(np.clip(s, -1, 1)) or rescale your policy's output: {how}")
+    if ans_min < 0 or ans_max > LOOK:
+        raise ValueError(f"action['answer'] must be in 0..10 (0-9: the class, 10: look), got {ans_values}")

@@ -90,8 +90,9 @@ class SaccadeMNISTVectorEnv(VectorEnv):
             entropy = np.random.default_rng()
             keys = torch.tensor([rng.key_from_seed(s, entropy) for s in seeds], dtype=torch.int64)
             self.state = self.core.init_state(keys.to(self.device))
+        # inplace: this env owns its state and hands out nothing that aliases its scenes
         self.state = self.core.reset(self.state, torch.ones(self.num_envs, dtype=torch.bool, device=self.device),
-                                     **opts)
+                                     inplace=True, **opts)
         self._return.zero_()
         self._length.zero_()
         return self._observe(), self._info()
@@ -105,7 +106,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         ended = terminated | truncated
         self._return = torch.where(restart, 0.0, self._return + reward)
         self._length = torch.where(restart, 0, self._length + 1)
-        self.state = self.core.reset(state, restart) if bool(restart.any()) else state
+        self.state = self.core.reset(state, restart, inplace=True) if bool(restart.any()) else state
         info = self._info()
         if bool(ended.any()):
             info.update(self._episode_info(state, answer, ended))
@@ -123,7 +124,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         idx = done.nonzero().squeeze(1)
         if idx.numel() == 0:
             return self._last_obs
-        self.state = self.core.reset(self.state, done)
+        self.state = self.core.reset(self.state, done, inplace=True)
         self._return = torch.where(done, 0.0, self._return)
         self._length = torch.where(done, 0, self._length)
         sub = dataclasses.replace(self.state, **{f.name: getattr(self.state, f.name)[idx]
@@ -153,7 +154,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         if not self.cfg.privileged:
             return {}
         every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        return {"scene": self.state.scene, "_scene": every,
+        return {"scene": self.state.scene.clone(), "_scene": every,  # a copy: resets write into the state
                 "target_xy": self.core.target_xy(self.state), "_target_xy": every}
 
     def _episode_info(self, state, answer, ended) -> dict[str, Any]:
