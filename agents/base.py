@@ -63,3 +63,17 @@ def check_agent(agent: Any) -> None:
         raise TypeError(f"{type(agent).__name__} is not an agent: it lacks {missing}; see agents/base.py "
                         f"for the protocol (name, sensors, privileged, reset(batch_size, device), "
                         f"act(obs, state, *, info=None))")
+
+
+class Seeded:
+    """Mixin for agents with their own randomness: ``seed(int)`` and a per-device
+    ``torch.Generator`` (never the global RNG). Call ``self.seed(...)`` in ``__init__``."""
+
+    def seed(self, seed: int) -> None:
+        """Re-seed the agent's own generator."""
+        self._seed, self._gen = int(seed), None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != torch.device(device):
+            self._gen = torch.Generator(device=device).manual_seed(self._seed)
+        return self._gen

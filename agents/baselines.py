@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .base import make_action, must_answer
+from .base import Seeded, make_action, must_answer
 from .checkpoint import load_checkpoint
 from .nets import FovealClassifier, SceneClassifier
 
@@ -66,7 +66,7 @@ class CenterAgent(_BestView):
                            look=torch.zeros(B, dtype=torch.bool, device=state[1].device)), state
 
 
-class RandomAgent(_BestView):
+class RandomAgent(_BestView, Seeded):
     """Saccades to uniform random points of the disc of radius ``extent`` (scene
     coordinates; default 34/64, where SaccadeMNIST-v0 puts its digits) until no saccade is
     left, then answers from the most confident fovea seen."""
@@ -77,14 +77,6 @@ class RandomAgent(_BestView):
         super().__init__(classifier)
         self.extent = float(extent)
         self.seed(seed)
-
-    def seed(self, seed: int) -> None:
-        self._seed, self._gen = int(seed), None
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self._seed)
-        return self._gen
 
     def act(self, obs: dict[str, torch.Tensor], state: Any, *, info: dict | None = None):
         state = self.update(obs["fovea"], state)

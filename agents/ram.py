@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import make_action, must_answer
+from .base import Seeded, make_action, must_answer
 from .checkpoint import CHECKPOINTS, CheckpointError, load_checkpoint
 from .rollout import BudgetResult, make_env, run_episodes
 
@@ -138,7 +138,7 @@ class RAMNet(nn.Module):
         return torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation)))
 
 
-class RAMAgent:
+class RAMAgent(Seeded):
     """RAM as an agent of agents/base.py (batched, any device).
 
     Args:
@@ -157,17 +157,7 @@ class RAMAgent:
         self.deterministic = deterministic
         self.env_id = env_id
         self.env_kwargs = {"glimpse_size": self.cfg.glimpse_size, "glimpse_scales": self.cfg.glimpse_scales}
-        self._seed = 0
-        self._gen: torch.Generator | None = None
-
-    def seed(self, seed: int) -> None:
-        """Re-seed the agent's own generator (sampled locations); the global RNG is never used."""
-        self._seed, self._gen = int(seed), None
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self._seed)
-        return self._gen
+        self.seed(0)  # sampled locations use the agent's own generator (agents.base.Seeded)
 
     def reset(self, batch_size: int, device: torch.device) -> RAMState:
         z = torch.zeros(batch_size, self.cfg.hidden, device=device)
