@@ -95,11 +95,12 @@ def main(cfg: Config) -> Path:
         except CheckpointError as err:
             raise SystemExit(str(err)) from None
     steps = max(int(r["last"].max()) for r in runs) + 1
+    grids = [[[panel(r, b, t, cfg.scale) for r in runs] for b in range(cfg.episodes)]
+             for t in range(steps + 2)]  # two more frames: the answers stay on screen
+    h = max(p.shape[0] for g in grids for row in g for p in row)  # one size for every frame
+    w = max(p.shape[1] for g in grids for row in g for p in row)
     frames = []
-    for t in range(steps + 2):  # two more frames: the answers stay on screen
-        grid = [[panel(r, b, t, cfg.scale) for r in runs] for b in range(cfg.episodes)]
-        h = max(p.shape[0] for row in grid for p in row)
-        w = max(p.shape[1] for row in grid for p in row)
+    for grid in grids:
         canvas = np.full((h * cfg.episodes, w * len(runs), 3), 255, np.uint8)
         for i, row in enumerate(grid):
             for j, p in enumerate(row):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "notes" / "sb3.md"  # the lead moves it to README.md
+DOC = Path(__file__).resolve().parent.parent / "README.md"
 HEADING = "## Plug in your own SB3 policy"
 
 
