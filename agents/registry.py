@@ -20,6 +20,8 @@ class Entry:
         args: positional arguments of the loader.
         options: keyword arguments of the loader.
         env_id: the preset it was trained for and is compared on.
+        cpu_episodes: at most this many episodes per budget when compared on a CPU (agents
+            that plan with many gradient steps per saccade); None: no cap.
     """
 
     loader: str
@@ -28,6 +30,7 @@ class Entry:
     args: tuple = ()
     options: dict = field(default_factory=dict)
     env_id: str = "SaccadeMNIST-v0"
+    cpu_episodes: int | None = None
 
 
 AGENTS: dict[str, Entry] = {
@@ -38,9 +41,10 @@ AGENTS: dict[str, Entry] = {
     "what_where": Entry("agents.what_where:load_agent", ("what_where", "foveal"), "train/what_where.py"),
     "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
     "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
-    "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"}),
+    "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"},
+                  cpu_episodes=200),
     "neva-privileged": Entry("agents.neva:load_agent", ("neva",), "train/neva.py",
-                             options={"variant": "neva-privileged"}),
+                             options={"variant": "neva-privileged"}, cpu_episodes=200),
     "ppo": Entry("agents.ppo:load_agent", ("ppo",), "train/ppo.py"),
     # the RAM / STN benchmarks, each on its own preset
     "ram-centered28": Entry("agents.ram:load_agent", ("ram-centered28",), "train/ram.py --env SaccadeMNIST-Centered28-v0",

@@ -45,6 +45,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "seed of the episodes (and of agents' own randomness)"})
     batch_size: int = field(default=500, metadata={"help": "episodes run at once"})
     out: str = field(default="docs/compare", metadata={"help": "directory for the table and figures"})
+    no_cap: bool = field(default=False, metadata={"help": "on a CPU, play --episodes for the slow planners "
+                                                         "too (NeVA: 200 by default)"})
 
     def __post_init__(self):
         unknown = [a for a in self.agents if a not in registry.AGENTS]
@@ -150,12 +152,21 @@ def main(cfg: Config) -> str:
             agents[n] = registry.load(n, device=device)
         except CheckpointError as err:
             raise SystemExit(str(err)) from None
+    episodes = {n: cfg.episodes for n in agents}
+    if device.type == "cpu" and not cfg.no_cap:
+        for n in agents:
+            cap = registry.AGENTS[n].cpu_episodes
+            episodes[n] = min(cfg.episodes, cap) if cap else cfg.episodes
+    capped = [n for n in agents if episodes[n] < cfg.episodes]
+    if capped:
+        print(f"on a CPU, {', '.join(capped)} (gradient-based planners, slow) play {min(episodes[n] for n in capped)} "
+              f"episodes per budget; --no-cap plays {cfg.episodes}")
     results: dict[str, list[BudgetResult]] = {}
     t0 = time.perf_counter()
-    with tqdm(total=len(agents) * len(cfg.budgets) * cfg.episodes, desc="episodes", unit="ep") as bar:
+    with tqdm(total=len(cfg.budgets) * sum(episodes.values()), desc="episodes", unit="ep") as bar:
         for n, agent in agents.items():
             bar.set_postfix_str(n)
-            results[n] = [evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.episodes, device=device,
+            results[n] = [evaluate(agent, env_id=cfg.env, budget=k, episodes=episodes[n], device=device,
                                    seed=cfg.seed, batch_size=cfg.batch_size, on_wave=bar.update)
                           for k in cfg.budgets]
     wall = time.perf_counter() - t0
@@ -164,7 +175,9 @@ def main(cfg: Config) -> str:
     table = markdown(rows, cfg.budgets)
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
                f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
-    footer = (f"\n{cfg.env}, test split, {cfg.episodes} episodes per cell, seed {cfg.seed}; "
+    counts = (f"{cfg.episodes} episodes per cell" if not capped else
+              f"{cfg.episodes} episodes per cell ({', '.join(f'{n}: {episodes[n]}' for n in capped)})")
+    footer = (f"\n{cfg.env}, test split, {counts}, seed {cfg.seed}; "
               f"{wall:.0f} s on {device} ({machine}).\n")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
