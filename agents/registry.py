@@ -42,9 +42,9 @@ AGENTS: dict[str, Entry] = {
     "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
     "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
     "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"},
-                  cpu_episodes=200),
+                  cpu_episodes=100),
     "neva-privileged": Entry("agents.neva:load_agent", ("neva",), "train/neva.py",
-                             options={"variant": "neva-privileged"}, cpu_episodes=200),
+                             options={"variant": "neva-privileged"}, cpu_episodes=100),
     "ppo": Entry("agents.ppo:load_agent", ("ppo",), "train/ppo.py"),
     # the RAM / STN benchmarks, each on its own preset
     "ram-centered28": Entry("agents.ram:load_agent", ("ram-centered28",), "train/ram.py --env SaccadeMNIST-Centered28-v0",

@@ -46,7 +46,7 @@ class Config:
     batch_size: int = field(default=500, metadata={"help": "episodes run at once"})
     out: str = field(default="docs/compare", metadata={"help": "directory for the table and figures"})
     no_cap: bool = field(default=False, metadata={"help": "on a CPU, play --episodes for the slow planners "
-                                                         "too (NeVA: 200 by default)"})
+                                                         "too (NeVA: 100 by default)"})
 
     def __post_init__(self):
         unknown = [a for a in self.agents if a not in registry.AGENTS]
