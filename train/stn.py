@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
         kind, channels, fc = "foveal", (what["config"]["width"], 2 * what["config"]["width"]), 256
     arch = STNConfig(where_sensors=where, shapes=shapes, background=core.pad, hidden=cfg.hidden,
                      periphery_energy=cfg.periphery_energy, classifier=kind, channels=channels, fc=fc)
-    agent = STNAgent(config=arch, env_kwargs=env_kwargs(cfg))
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on --seed alone, global RNG untouched
+        torch.manual_seed(cfg.seed)
+        agent = STNAgent(config=arch, env_kwargs=env_kwargs(cfg))
     if what is not None:
         agent.classifier.load_state_dict(what["weights"]["net"])
     agent.to(device)
