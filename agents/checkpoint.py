@@ -51,10 +51,14 @@ def save_checkpoint(path: str | os.PathLike, *, agent: str, config: dict, weight
                         "meta": dict(meta or {})}, path)
 
 
+def checkpoint_dir() -> Path:
+    """The directory of the shipped checkpoints: ``checkpoints/``, or ``$SACCADE_ENV_CHECKPOINTS``."""
+    return Path(os.environ.get("SACCADE_ENV_CHECKPOINTS", CHECKPOINTS))
+
+
 def default_path(agent: str) -> Path:
-    """Where the shipped checkpoint of ``agent`` lives: ``checkpoints/<agent>.pt`` (the directory
-    can be moved with ``$SACCADE_ENV_CHECKPOINTS``)."""
-    return Path(os.environ.get("SACCADE_ENV_CHECKPOINTS", CHECKPOINTS)) / f"{agent}.pt"
+    """Where the shipped checkpoint of ``agent`` lives: ``checkpoint_dir() / <agent>.pt``."""
+    return checkpoint_dir() / f"{agent}.pt"
 
 
 def load_checkpoint(path: str | os.PathLike | None, *, agent: str, script: str,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from agents.checkpoint import FORMAT, default_path
+from agents.checkpoint import FORMAT, checkpoint_dir
 
 
 def _score(v) -> str:
@@ -34,7 +34,7 @@ def card(path: Path) -> str:
 
 
 def main() -> None:
-    folder = default_path("x").parent
+    folder = checkpoint_dir()
     files = sorted(folder.glob("*.pt"))
     if not files:
         sys.exit(f"no checkpoints in {folder}")

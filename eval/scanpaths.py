@@ -55,7 +55,7 @@ def play(name: str, agent, cfg: Config, device: torch.device) -> dict:
     if hasattr(agent, "seed"):
         agent.seed(cfg.seed)
     ep = run_episodes(venv, agent, seed=cfg.seed, record=True)
-    steps = [s for s in ep.steps]
+    steps = ep.steps
     views = [{k: s["obs"][k].cpu().numpy() for k in ("fovea", "glimpse") if k in s["obs"]} for s in steps]
     fix = np.stack([s["obs"]["fixation"].cpu().numpy() for s in steps])  # (T, B, 2)
     live = np.stack([s["live"].cpu().numpy() for s in steps])            # (T, B)
