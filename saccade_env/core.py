@@ -228,8 +228,8 @@ class SaccadeCore:
                         old.index_copy_(0, idx, t)
             else:
                 st.scene, st.whitened, st.maps = (old if t is None else put(old, t) for old, t in zip(big, new))
-        st.fixation = put(state.fixation, self._start.repeat(n, 1))
-        st.trail = put(state.trail, self._start_trail.repeat(n, 1, 1))
+        st.fixation = put(state.fixation, self._start.expand(n, 2).clone())
+        st.trail = put(state.trail, self._start_trail.expand(n, *self._start_trail.shape).clone())
         return st
 
     reset_chunk = 64  # episodes drawn at once (their scenes, whitened scenes and maps stay in cache)

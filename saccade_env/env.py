@@ -84,7 +84,9 @@ class SaccadeMNISTEnv(gym.Env):
         self.action_space = spaces.action_space()
         self.observation_space = spaces.observation_space(self.cfg, self.core.periphery_bound())
         self.state = None
-        self._obs: dict[str, torch.Tensor] | None = None
+        self._obs: dict[str, torch.Tensor] | None = None  # the last observation, for render()
+        self._obs_np: dict[str, np.ndarray] = {}  # the same in NumPy (an episode's end repeats it)
+        self._all = torch.ones(1, dtype=torch.bool, device=self.core.device)  # reset's mask
         self._answer: int | None = None
         self._viewer = None
 
@@ -95,7 +97,8 @@ class SaccadeMNISTEnv(gym.Env):
         if seed is not None or self.state is None:
             key = rng.key_from_seed(seed, self.np_random)
             self.state = self.core.init_state(torch.tensor([key]))
-        self.state = self.core.reset(self.state, torch.ones(1, dtype=torch.bool, device=self.core.device), **opts)
+        # in place: the env owns its state's scene tensors and hands out only copies of them
+        self.state = self.core.reset(self.state, self._all, inplace=True, **opts)
         self._answer = None
         obs = self._observe()
         if self.render_mode == "human":
@@ -118,7 +121,9 @@ class SaccadeMNISTEnv(gym.Env):
                         eccentricity=float(ep["eccentricity"][0]), n_saccades=int(ep["n_saccades"][0]),
                         correct=bool(ep["correct"][0]))
             self._answer = answer.item() if terminated else None
-        obs = self._observe()
+            obs = {k: v.copy() for k, v in self._obs_np.items()}  # the eye did not move: what it saw
+        else:
+            obs = self._observe()
         if self.render_mode == "human":
             self.render()
         return obs, reward, terminated, truncated, info
@@ -146,7 +151,8 @@ class SaccadeMNISTEnv(gym.Env):
 
     def _observe(self) -> dict[str, np.ndarray]:
         self._obs = self.core.observe(self.state)
-        return {k: v.cpu().numpy()[0] for k, v in self._obs.items()}
+        self._obs_np = {k: v.cpu().numpy()[0] for k, v in self._obs.items()}
+        return {k: v.copy() for k, v in self._obs_np.items()}  # the caller owns what it gets
 
     def _info(self) -> dict[str, Any]:
         if not self.cfg.privileged:

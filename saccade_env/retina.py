@@ -247,6 +247,9 @@ class Periphery(torch.nn.Module):
                              persistent=False)
         self.register_buffer("kernels", _local_kernels(cfg), persistent=False)  # (k*k, C)
         self.register_buffer("whitening", self._whitening(scene_size), persistent=False)
+        # the gain on rfft2's half spectrum, complex (a complex-by-complex product is the fast one)
+        self.register_buffer("whitening_half", self.whitening[:, : scene_size // 2 + 1].to(torch.complex64),
+                             persistent=False)
         self.radius_px = radius.to(torch.float32)  # (E,) ring radii
         self.azimuth = psi.to(torch.float32)  # (E, A) azimuths, radians, y down
         self.sf = sf.to(torch.float32)  # (E,) peak frequencies, cycles/px
@@ -265,7 +268,7 @@ class Periphery(torch.nn.Module):
         """(B, S, S) scenes -> (B, S, S) the image the filters read (zero outside the scene)."""
         x = scenes - pad
         if self.cfg.whiten:
-            x = torch.fft.irfft2(torch.fft.rfft2(x) * self.whitening[:, : x.shape[-1] // 2 + 1], s=x.shape[-2:])
+            x = torch.fft.irfft2(torch.fft.rfft2(x) * self.whitening_half, s=x.shape[-2:])
         return x
 
     chunk = 4096  # scenes read at once; bounds the memory of a read to ~2 GB
@@ -342,7 +345,7 @@ class Periphery(torch.nn.Module):
                 h = 1 << (lv - 1)
                 m = x.shape[-1] - h
                 a = x[:, :m] + x[:, h:]  # row pairs first, then columns: the order of _box_pyramid
-                x = (a[:, :, :m] + a[:, :, h:]) * 0.25
+                x = (a[:, :, :m] + a[:, :, h:]).mul_(0.25)
                 out[i:i + self.chunk_maps, lv] = x[:, :side, :side]
         return out
 

@@ -205,6 +205,7 @@ class SceneSampler:
             self._rolled = tiled.as_strided((n, s, s, s, s), (4 * s * s, 2 * s, 1, 2 * s, 1))
         c = (torch.arange(s, device=self.device, dtype=torch.float32) + 0.5) - s / 2
         self.disc = (c[None, :] ** 2 + c[:, None] ** 2) <= (s / 2) ** 2  # (S, S) bool
+        self._outside = ~self.disc.view(-1)  # (S*S,) what the mask paints over
         self._arange_d = torch.arange(DIGIT, device=self.device)
         self._arange_c = torch.arange(cfg.clutter_size, device=self.device)
 
@@ -260,27 +261,28 @@ class SceneSampler:
         if offset is not None:
             xy = offset
         xy = xy.clamp(-m, m)
-        # --- paint the digit and the clutter, mixed by a maximum
-        s = cfg.size
-        canvas = torch.zeros(B, s * s, device=dev)
-        top = s // 2 - DIGIT // 2 + xy[:, 1]
-        left = s // 2 - DIGIT // 2 + xy[:, 0]
-        flat = (top[:, None, None] + self._arange_d[None, :, None]) * s + (left[:, None, None] + self._arange_d)
-        canvas.scatter_reduce_(1, flat.reshape(B, -1), digits.reshape(B, -1).float(), reduce="amax")
-        if cfg.n_clutter:
-            self._paint_clutter(canvas, u[:, self._FIXED:])
-        canvas = canvas.view(B, s, s) * (cfg.contrast / 255.0)
-        # --- background texture, picked and rolled
+        # --- the display: the background (a texture picked and rolled, or black), then the
+        # digit and the clutter at their contrast, all mixed by a pixel-wise maximum
+        s, scale = cfg.size, cfg.contrast / 255.0
         if self.textures is not None:
             t = (u[:, 4] * cfg.n_textures).long().clamp_max(cfg.n_textures - 1)
             dxy = (u[:, 5:7] * s).long()  # (B, 2) the roll (dx, dy)
-            canvas = torch.maximum(canvas, self._rolled[t, dxy[:, 1], dxy[:, 0]])
+            canvas = self._rolled[t, dxy[:, 1], dxy[:, 0]].view(B, s * s)  # a copy (advanced indexing)
+        else:
+            canvas = torch.zeros(B, s * s, device=dev)
+        top = s // 2 - DIGIT // 2 + xy[:, 1]
+        left = s // 2 - DIGIT // 2 + xy[:, 0]
+        flat = (top[:, None, None] + self._arange_d[None, :, None]) * s + (left[:, None, None] + self._arange_d)
+        canvas.scatter_reduce_(1, flat.view(B, -1), digits.view(B, -1).float() * scale, reduce="amax")
+        if cfg.n_clutter:
+            self._paint_clutter(canvas, u[:, self._FIXED:], scale)
         if cfg.mask:
-            canvas = torch.where(self.disc, canvas, cfg.background)
+            canvas.masked_fill_(self._outside, cfg.background)
+        canvas = canvas.view(B, s, s)
         return SceneBatch(scene=canvas, label=self.labels[idx], offset=xy)
 
-    def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor) -> None:
-        """Max-paint ``n_clutter`` random crops of random digits into ``canvas`` (B, S*S)."""
+    def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor, scale: float) -> None:
+        """Max-paint ``n_clutter`` random crops of random digits, times ``scale``, into ``canvas`` (B, S*S)."""
         cfg = self.cfg
         B, k, s, c = canvas.shape[0], cfg.n_clutter, cfg.size, cfg.clutter_size
         u = u.view(B, k, self._PER_CLUTTER)
@@ -295,7 +297,7 @@ class SceneSampler:
         ty = (u[..., 3] * (s - c + 1)).long()
         tx = (u[..., 4] * (s - c + 1)).long()
         flat = (ty[..., None, None] + ar[:, None]) * s + (tx[..., None, None] + ar)  # (B, k, c, c)
-        canvas.scatter_reduce_(1, flat.reshape(B, -1), pieces.reshape(B, -1).float(), reduce="amax")
+        canvas.scatter_reduce_(1, flat.reshape(B, -1), pieces.reshape(B, -1).float() * scale, reduce="amax")
 
 
 def offsets_to_xy(offset: torch.Tensor, size: int) -> torch.Tensor:

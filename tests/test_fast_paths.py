@@ -6,7 +6,9 @@
 - the core's periphery with maps stored, maps computed at read time (batches over the
   memory budget) and fixations off the grid (general bilinear read);
 - the counter-based RNG's one-stream path == the batched hash;
-- a single env's action check == the batched check.
+- a single env's action check == the batched check;
+- the single env's shortcuts (an episode's last observation repeats the one before, resets
+  drawn into the env's own tensors) hand out arrays that nothing changes afterwards.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+import gymnasium as gym
+
+import saccade_env  # noqa: F401  (registers the ids)
 from saccade_env import rng, spaces
 from saccade_env.core import SaccadeCore, make_config
 from saccade_env.retina import Periphery, PeripheryConfig
@@ -123,3 +128,22 @@ def test_single_action_check_equals_batched_check(sac, ans):
     batched = spaces.check_action({"saccade": sac[None], "answer": np.asarray(ans)[None]}, 1, torch.device("cpu"))
     for x, y in zip(one, batched):
         assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+def test_single_env_shortcuts_hand_out_arrays_nothing_changes():
+    env = gym.make("SaccadeMNIST-v0", privileged=True, max_saccades=1).unwrapped
+    obs0, info0 = env.reset(seed=4)
+    kept0 = {k: v.copy() for k, v in obs0.items()}
+    scene0 = info0["scene"].copy()
+    obs1, *_ = env.step({"saccade": np.array([0.25, -0.5], np.float32), "answer": 10})
+    kept1 = {k: v.copy() for k, v in obs1.items()}
+    obs2, _, terminated, _, _ = env.step({"saccade": np.zeros(2, np.float32), "answer": 3})
+    assert terminated
+    for k in obs1:  # the eye did not move: the same observation, in arrays of its own
+        assert np.array_equal(obs2[k], obs1[k]) and not np.shares_memory(obs2[k], obs1[k])
+    obs2["fovea"][:] = -1.0  # the caller may write into what it got
+    env.reset()  # the next scene is drawn into the env's own tensors
+    for k in kept0:
+        assert np.array_equal(obs0[k], kept0[k]) and np.array_equal(obs1[k], kept1[k])
+    assert np.array_equal(info0["scene"], scene0)
+    assert not np.array_equal(env.unwrapped.state.scene[0].numpy(), scene0)
