@@ -212,3 +212,22 @@ def test_ppo_learns_an_easy_configuration(tmp_path):
     zip_agent = load_agent(tmp_path / "ppo" / "final.zip", **cfg.env_kwargs())
     assert evaluate(zip_agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0,
                     **cfg.env_kwargs()).accuracy == pytest.approx(res.accuracy)
+
+
+def test_recurrent_ppo_learns_an_easy_configuration(tmp_path):
+    """`--recurrent` (sb3-contrib's RecurrentPPO, an LSTM policy) on the same easy bandit: it
+    learns well above chance, and the shipped checkpoint acts the same through load_agent."""
+    pytest.importorskip("sb3_contrib", reason="the test extra installs sb3-contrib")
+    mod = _train_module()
+    cfg = mod.Config(recurrent=True, sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center",
+                     num_envs=128, n_steps=4, batch_size=128, n_epochs=4, learning_rate=2e-3, ent_coef=0.0,
+                     total_timesteps=8192, width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300,
+                     progress_bar=True, threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
+    result = mod.train(cfg)
+    assert result["accuracy"][0] > 0.4, result
+    from agents.ppo import load_agent
+    from agents.rollout import evaluate
+    agent = load_agent(tmp_path / "ppo.pt")
+    assert agent.recurrent
+    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, **cfg.env_kwargs())
+    assert res.accuracy == pytest.approx(result["accuracy"][0])

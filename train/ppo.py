@@ -3,7 +3,7 @@
     python train/ppo.py                                   # SaccadeMNIST-v0, discrete log-polar actions
     python train/ppo.py --device cuda --num-envs 4096 --total-timesteps 20000000
     python train/ppo.py --env SaccadeMNIST-Translated60-v0 --form continuous
-    python train/ppo.py --recurrent                       # sb3-contrib's RecurrentPPO (pip install sb3-contrib)
+    python train/ppo.py --recurrent                       # sb3-contrib's RecurrentPPO (pip install -e ".[recurrent]")
     python train/ppo.py --resume                          # go on from runs/<name>/resume.zip
 
 PPO with SB3's MultiInputPolicy and the retina's features extractor
@@ -17,7 +17,6 @@ on the test split, measured with agents.rollout.evaluate.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import tempfile
@@ -124,21 +123,16 @@ def atomic_sb3_save(model, path: Path) -> Path:
 
 
 class Progress(BaseCallback):
-    """A tqdm bar (where SB3's own bar cannot run: it needs `rich`), episode accuracy in
-    TensorBoard, periodic resume files, and the ``--minutes`` deadline."""
+    """Episode accuracy in TensorBoard, periodic resume files, and the ``--minutes`` deadline
+    (the bar is SB3's own: ``learn(progress_bar=True)``)."""
 
-    def __init__(self, *, total: int, save_every: int, resume_path: Path, show: bool, deadline: float) -> None:
+    def __init__(self, *, save_every: int, resume_path: Path, deadline: float) -> None:
         super().__init__()
-        self.total, self.save_every, self.resume_path, self.show = total, save_every, resume_path, show
-        self.deadline = deadline
+        self.save_every, self.resume_path, self.deadline = save_every, resume_path, deadline
         self.correct: list[bool] = []
-        self.bar = None
         self.next_save = save_every
 
     def _on_training_start(self) -> None:
-        if self.show:
-            from tqdm import tqdm
-            self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", dynamic_ncols=True)
         self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
 
     def _on_step(self) -> bool:
@@ -146,8 +140,6 @@ class Progress(BaseCallback):
         if dones.any():
             infos = self.locals["infos"]
             self.correct.extend(bool(infos[i]["correct"]) for i in np.flatnonzero(dones))
-        if self.bar is not None:
-            self.bar.update(self.training_env.num_envs)
         if self.num_timesteps >= self.next_save:
             atomic_sb3_save(self.model, self.resume_path)
             self.next_save += self.save_every
@@ -157,13 +149,7 @@ class Progress(BaseCallback):
         if self.correct:
             acc = float(np.mean(self.correct))
             self.logger.record("rollout/accuracy", acc)
-            if self.bar is not None:
-                self.bar.set_postfix(accuracy=f"{acc:.3f}")
             self.correct = []
-
-    def _on_training_end(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def train(cfg: Config) -> dict:
@@ -200,11 +186,10 @@ def train(cfg: Config) -> dict:
     model.set_logger(configure(str(out), ["tensorboard", "csv"]))
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
-        sb3_bar = cfg.progress_bar and importlib.util.find_spec("rich") is not None  # SB3's bar needs rich
-        cb = Progress(total=cfg.total_timesteps, save_every=cfg.save_every, resume_path=resume_path,
-                      show=cfg.progress_bar and not sb3_bar,
+        cb = Progress(save_every=cfg.save_every, resume_path=resume_path,
                       deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
-        model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume, progress_bar=sb3_bar)
+        model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume,
+                    progress_bar=cfg.progress_bar)
     atomic_sb3_save(model, out / "final.zip")
     agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)
     config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
