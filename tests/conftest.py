@@ -70,3 +70,10 @@ def global_rng_guard():
     assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:], \
         "NumPy's global RNG state changed"
     assert torch.equal(torch.random.get_rng_state(), torch_state), "torch's global RNG state changed"
+
+
+@pytest.fixture(autouse=True)
+def _sb3_logs_in_tmp(tmp_path, monkeypatch):
+    """SB3 makes a log folder (SB3-<date>) in the system's temp dir for every learn() without
+    a logger; point it at the test's own temporary folder instead."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -188,8 +189,10 @@ def train(cfg: Config) -> dict:
     if remaining > 0:
         cb = Progress(save_every=cfg.save_every, resume_path=resume_path,
                       deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
-        model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume,
-                    progress_bar=cfg.progress_bar)
+        with warnings.catch_warnings():  # SB3's bar is tqdm.rich, which warns that it is experimental
+            warnings.filterwarnings("ignore", message="rich is experimental")
+            model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume,
+                        progress_bar=cfg.progress_bar)
     atomic_sb3_save(model, out / "final.zip")
     agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)
     config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
