@@ -117,3 +117,18 @@ def test_missing_checkpoint_names_the_command(tmp_path):
         load_agent(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="train/stn.py --env SaccadeMNIST-Centered28-v0"):
         load_agent(env="SaccadeMNIST-Centered28-v0")
+
+
+def test_resume_goes_on_from_the_step_it_stopped_at_with_the_rates_asked_for(tmp_path):
+    train = _train_module()
+    common = ["--env", "SaccadeMNIST-Translated60-v0", "--batch-size", "8", "--hidden", "16", "--channels", "4", "8",
+              "--fc", "16", "--eval-every", "0", "--final-episodes", "20", "--final-budgets", "1", "--save-every", "5",
+              "--runs-dir", str(tmp_path), "--checkpoint", str(tmp_path / "stn.pt"), "--device", "cpu",
+              "--threads", "1"]
+    first = train.main([*common, "--steps", "6"])
+    assert first["steps"] == 6
+    second = train.main([*common, "--steps", "9", "--resume", "--lr", "1e-5", "--loc-lr", "2e-6"])
+    assert second["steps"] == 9
+    saved = torch.load(tmp_path / "stn-SaccadeMNIST-Translated60-v0" / "resume.pt", weights_only=False)
+    assert saved["step"] == 9
+    assert [g["lr"] for g in saved["opt"]["param_groups"]] == [1e-5, 2e-6]

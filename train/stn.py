@@ -3,6 +3,7 @@
     python train/stn.py                                        # SaccadeMNIST-v0 -> checkpoints/stn-v0.pt
     python train/stn.py --env SaccadeMNIST-Cluttered60-v0      # -> checkpoints/stn-cluttered60.pt
     python train/stn.py --resume                               # go on from runs/<name>/resume.pt
+    python train/stn.py --resume --lr 2e-4 --loc-lr 6e-5       # ... with lower learning rates from here on
 
 Each step draws a batch of training scenes from the environment's own core (the scene
 sampler, whitening and retina of saccade_env), puts the eye at a start fixation (the
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
         opt.load_state_dict(r["opt"])
         gen.set_state(r["gen"])
         step, elapsed = r["step"], r["elapsed"]
-        print(f"resumed {resume_path} at step {step}")
+        for group, lr in zip(opt.param_groups, (cfg.lr, cfg.loc_lr)):  # the rates asked for now (e.g. lower)
+            group["lr"] = lr
+        print(f"resumed {resume_path} at step {step} (lr {cfg.lr:g}, loc-lr {cfg.loc_lr:g})")
     tb = writer(out_dir)
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
