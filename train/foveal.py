@@ -8,6 +8,11 @@ training, at several digit contrasts; a fraction of foveae land anywhere in the 
     python train/foveal.py                       # writes checkpoints/foveal.pt
     python train/foveal.py --steps 200 --out /tmp/foveal.pt
     python train/foveal.py --resume              # continues runs/foveal/resume.pt
+    python train/foveal.py --init checkpoints/foveal.pt --steps 16000 --lr 5e-4 --shift-start 6 \
+        --name foveal_ft                         # fine-tunes the shipped one (new schedule)
+
+At the end it reports the accuracy on test scenes (contrast 0.7) with the fovea on the digit's
+centre and at ``--eval-shifts`` px from it (random direction): its robustness to shifts.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents.baselines import load_foveal
 from agents.checkpoint import save_checkpoint
 from agents.cli import cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
 from agents.nets import FovealClassifier
@@ -51,6 +57,10 @@ class Config:
     name: str = field(default="foveal", metadata={"help": "run name (runs/<name>)"})
     out: str = field(default="checkpoints/foveal.pt", metadata={"help": "the shipped checkpoint"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+    init: str = field(default="", metadata={"help": "start from the weights of this foveal checkpoint (fine-tune "
+                                                     "with a new schedule; its width must equal --width)"})
+    eval_shifts: tuple[float, ...] = field(default=(5.0, 10.0, 15.0), metadata={
+        "help": "final report: also the accuracy at these shifts (px) from the digit's centre"})
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -66,15 +76,21 @@ def make_samplers(cfg: Config, split: str, device: torch.device) -> list[SceneSa
 
 
 def foveal_batch(samplers: list[SceneSampler], n: int, shift_px: float, anywhere: float,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` foveae (n, 1, 28, 28) near their digits, and labels (n,)."""
+                 gen: torch.Generator, *, radius: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` foveae (n, 1, 28, 28) near their digits, and labels (n,). The fixation's shift
+    from the digit's centre is N(0, ``shift_px``) per axis, or with ``radius`` exactly
+    ``shift_px`` px in a uniformly random direction."""
     dev = samplers[0].device
     per = math.ceil(n / len(samplers))
     views, labels = [], []
     for s in samplers:
         batch = sample_scenes(s, per, gen)
         size = s.cfg.size
-        shift = torch.randn(per, 2, generator=gen, device=dev) * shift_px
+        if radius:
+            angle = torch.rand(per, generator=gen, device=dev) * (2 * math.pi)
+            shift = torch.stack([angle.cos(), angle.sin()], 1) * shift_px
+        else:
+            shift = torch.randn(per, 2, generator=gen, device=dev) * shift_px
         far = torch.rand(per, generator=gen, device=dev) < anywhere
         rand_xy = (torch.rand(per, 2, generator=gen, device=dev) * 2 - 1) * (s.cfg.max_offset / (size / 2))
         xy = offsets_to_xy(batch.offset, size) + shift * (2.0 / size)
@@ -86,15 +102,26 @@ def foveal_batch(samplers: list[SceneSampler], n: int, shift_px: float, anywhere
 
 
 @torch.no_grad()
-def centre_accuracy(net: FovealClassifier, sampler: SceneSampler, n: int, gen: torch.Generator) -> float:
-    """Accuracy on ``n`` test scenes with the fovea on the digit's centre."""
+def shift_accuracy(net: FovealClassifier, sampler: SceneSampler, n: int, gen: torch.Generator,
+                   shift_px: float = 0.0) -> float:
+    """Accuracy on ``n`` scenes with the fovea ``shift_px`` px from the digit's centre."""
     net.eval()
     correct = 0
     for i in range(0, n, 500):
-        views, labels = foveal_batch([sampler], min(500, n - i), 0.0, 0.0, gen)
+        views, labels = foveal_batch([sampler], min(500, n - i), shift_px, 0.0, gen, radius=True)
         correct += int((net(views).argmax(1) == labels).sum())
     net.train()
     return correct / n
+
+
+def test_scores(net: FovealClassifier, cfg: Config, device: torch.device) -> dict[str, float]:
+    """Test accuracy at contrast 0.7, on the digit's centre and at ``cfg.eval_shifts`` px from it."""
+    test = make_samplers(dataclasses.replace(cfg, contrasts=(0.7,)), "test", device)[0]
+    scores = {}
+    for px in (0.0, *cfg.eval_shifts):
+        key = "test_centre_accuracy_contrast_0.7" if px == 0 else f"test_accuracy_shift{px:g}px_contrast_0.7"
+        scores[key] = shift_accuracy(net, test, cfg.eval_scenes, torch.Generator(device=device).manual_seed(12345), px)
+    return scores
 
 
 def main(cfg: Config) -> None:
@@ -103,6 +130,12 @@ def main(cfg: Config) -> None:
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     samplers = make_samplers(cfg, "train", device)
     net = FovealClassifier(width=cfg.width).to(device)
+    if cfg.init:
+        init = load_foveal(cfg.init, device=device)
+        if init.config != net.config:
+            raise SystemExit(f"--init {cfg.init} holds a classifier of {init.config}, not {net.config}: "
+                             f"pass its --width ({init.config['width']}) or start without --init")
+        net.load_state_dict(init.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = cosine(opt, cfg.steps)
     rdir = run_dir(cfg.runs, cfg.name)
@@ -127,15 +160,15 @@ def main(cfg: Config) -> None:
             save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
                         net=net, opt=opt, sched=sched, gen=gen)
     wall = time.perf_counter() - t0
-    test = make_samplers(dataclasses.replace(cfg, contrasts=(0.7,)), "test", device)[0]
-    acc = centre_accuracy(net, test, cfg.eval_scenes, torch.Generator(device=device).manual_seed(12345))
-    tb.add_scalar("test/centre_accuracy_c0.7", acc, cfg.steps)
+    scores = test_scores(net, cfg, device)
+    for k, v in scores.items():
+        tb.add_scalar(f"test/{k}", v, cfg.steps)
     tb.close()
-    meta = run_meta(cfg, device=device, wall=wall, scores={"test_centre_accuracy_contrast_0.7": acc})
+    meta = run_meta(cfg, device=device, wall=wall, scores=scores)
     save_checkpoint(cfg.out, agent="foveal", config={"width": cfg.width, "train": dataclasses.asdict(cfg)},
                     weights={"net": net.state_dict()}, meta=meta)
-    print(f"foveal classifier: test accuracy with the fovea on the digit (contrast 0.7, {cfg.eval_scenes} "
-          f"scenes) {acc:.4f}; {wall:.0f} s on {device}; wrote {cfg.out}")
+    print(f"foveal classifier: test accuracy (contrast 0.7, {cfg.eval_scenes} scenes) "
+          + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"; {wall:.0f} s on {device}; wrote {cfg.out}")
 
 
 if __name__ == "__main__":
