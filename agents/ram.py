@@ -11,13 +11,19 @@ classifier applied to the core state::
     g_t   = ReLU(Linear(what) + Linear(where))                      (B, hidden)
     h_t   = core(g_t, h_{t-1})        GRU or LSTM cell               (B, hidden)
     logits_t = Linear(h_t)            classifier, read at every step (B, 10)
-    mu_t  = tanh(Linear(h_t))         location policy mean           (B, 2)
+    mu_t  = squash(Linear(h_t))       location policy mean           (B, 2)
     l_t   ~ N(mu_t, std^2), detached  the next fixation              (B, 2)
     b_t   = Linear(h_t.detach())      learned baseline of the reward (B,)
 
 The sampled location ``l_t`` is detached: the classification loss never reaches the
 location network through it (the environment snaps it to the pixel grid anyway), only
-REINFORCE does, through ``log N(l_t; mu_t, std)``.  By default the location network also
+REINFORCE does, through ``log N(l_t; mu_t, std)``.  ``squash`` keeps the mean inside the
+scene: ``location="tanh"`` (the paper) or ``location="clamp"``, a clamp to [-1, 1] whose
+gradient is the identity (straight-through), so that a mean at the scene's edge keeps its
+gradient where tanh's vanishes.  Measured, the clamp did not stop the policy's drift toward
+the edge (docs/notes/ram.md): it looks like Adam's random walk on a noisy policy gradient,
+which train/ram.py slows with a smaller learning rate for the location network.
+By default the location network also
 reads ``h_t.detach()`` (``policy_into_core=False``), so the policy gradient trains the
 location network alone and the glimpse network and core learn from the classification
 loss; ``policy_into_core=True`` lets REINFORCE reach the core as in the paper.
@@ -72,6 +78,8 @@ class RAMConfig:
         std: standard deviation of the Gaussian location policy (scene coordinates).
         policy_into_core: let REINFORCE's gradient reach the core (the paper) or not.
         locator_hidden: width of a ReLU hidden layer in the location network (0: linear, the paper).
+        location: how the policy mean is kept in [-1, 1]: "tanh" (the paper) or "clamp"
+            (straight-through clamp: the value clamped, the gradient passed as is).
         obs_mean, obs_std: normalisation of glimpse pixels (measured by the trainer).
     """
 
@@ -84,12 +92,15 @@ class RAMConfig:
     std: float = 0.1
     policy_into_core: bool = False
     locator_hidden: int = 0
+    location: str = "tanh"
     obs_mean: float = 0.0
     obs_std: float = 1.0
 
     def __post_init__(self) -> None:
         if self.core not in ("gru", "lstm"):
             raise ValueError(f"core must be 'gru' or 'lstm', got {self.core!r}")
+        if self.location not in ("tanh", "clamp"):
+            raise ValueError(f"location must be 'tanh' or 'clamp', got {self.location!r}")
         if not self.std > 0 or not self.obs_std > 0:
             raise ValueError(f"std and obs_std must be > 0, got std={self.std}, obs_std={self.obs_std}")
 
@@ -137,6 +148,14 @@ class RAMNet(nn.Module):
         x = (glimpse - self.cfg.obs_mean) / self.cfg.obs_std
         return torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation)))
 
+    def mean_location(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, hidden) core state -> (B, 2) policy mean in [-1, 1] (the core detached unless
+        ``policy_into_core``)."""
+        a = self.locator(h if self.cfg.policy_into_core else h.detach())
+        if self.cfg.location == "tanh":
+            return torch.tanh(a)
+        return a + (a.clamp(-1.0, 1.0) - a).detach()  # straight-through clamp
+
 
 class RAMAgent(Seeded):
     """RAM as an agent of agents/base.py (batched, any device).
@@ -178,7 +197,7 @@ class RAMAgent(Seeded):
         else:
             h, c = net.core(x, (state.h, state.c))
         logits = net.classifier(h)  # (B, 10)
-        mu = torch.tanh(net.locator(h if self.cfg.policy_into_core else h.detach()))  # (B, 2)
+        mu = net.mean_location(h)  # (B, 2)
         if self.deterministic:
             loc = mu.detach()
         else:

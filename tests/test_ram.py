@@ -104,13 +104,15 @@ def test_classification_loss_does_not_reach_the_location_network(policy_into_cor
     assert reaches == policy_into_core
 
 
-def test_reinforce_moves_the_policy_toward_rewarded_locations(monkeypatch):
+@pytest.mark.parametrize("location", ["tanh", "clamp"])
+def test_reinforce_moves_the_policy_toward_rewarded_locations(monkeypatch, location):
     """A bandit: reward 1 where the sampled location lies right of the mean. One descent step
     on train/ram.py's loss must move the mean location right (the sign of REINFORCE)."""
     from agents.rollout import Episodes
     tr = _train_module(monkeypatch)
     B = 4096
-    cfg = RAMConfig(glimpse_size=8, glimpse_scales=1, hidden=16, what_hidden=8, where_hidden=8, std=0.1)
+    cfg = RAMConfig(glimpse_size=8, glimpse_scales=1, hidden=16, what_hidden=8, where_hidden=8, std=0.1,
+                    location=location)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         agent = build_agent(cfg, deterministic=False)
@@ -119,7 +121,7 @@ def test_reinforce_moves_the_policy_toward_rewarded_locations(monkeypatch):
     obs = {"glimpse": torch.rand(B, 1, 8, 8, generator=g), "fixation": torch.zeros(B, 2)}
     state = agent.reset(B, torch.device("cpu"))
     a0, state = agent.act({**obs, "saccades_left": torch.ones(B, 1)}, state)
-    mu0 = torch.tanh(agent.net.locator(state.h.detach())).detach()
+    mu0 = agent.net.mean_location(state.h).detach()
     _, state = agent.act({**obs, "saccades_left": torch.zeros(B, 1)}, state)
     correct = a0["saccade"][:, 0] > mu0[:, 0]
     z = torch.zeros(B)
@@ -132,10 +134,30 @@ def test_reinforce_moves_the_policy_toward_rewarded_locations(monkeypatch):
     with torch.no_grad():
         for p_, g_ in zip(params, grads):
             p_ -= 0.05 * g_
-        mu1 = torch.tanh(agent.net.locator(state.h.detach()))
+        mu1 = agent.net.mean_location(state.h)
     # moved right by a clear margin, and (almost) not in y
     assert float((mu1 - mu0)[:, 0].mean()) > 4 * abs(float((mu1 - mu0)[:, 1].mean()))
     assert float((mu1 - mu0)[:, 0].mean()) > 0
+
+
+def test_clamped_mean_keeps_its_gradient_past_the_edge():
+    """location="clamp": the mean stays in [-1, 1] and, unlike tanh's, its gradient does not
+    vanish where the pre-activation has wandered past the scene's edge (no absorbing edge)."""
+    cfgs = {m: RAMConfig(hidden=4, what_hidden=4, where_hidden=4, location=m) for m in ("tanh", "clamp")}
+    h = torch.ones(3, 4)
+    grads = {}
+    for m, cfg in cfgs.items():
+        net = build_agent(cfg).net
+        with torch.no_grad():
+            net.locator.weight.zero_()
+            net.locator.bias.copy_(torch.tensor([4.0, -0.3]))  # x far past the right edge, y inside
+        mu = net.mean_location(h)
+        y = torch.tensor(-0.3)
+        assert float(mu.detach().abs().max()) <= 1.0
+        assert torch.allclose(mu.detach()[:, 1], torch.tanh(y) if m == "tanh" else y)
+        grads[m] = torch.autograd.grad(mu[:, 0].sum(), net.locator.bias)[0][0]
+    assert float(grads["clamp"]) == 3.0  # identity per sample
+    assert float(grads["tanh"]) < 3 * 1e-2  # 1 - tanh(4)^2 ~ 1.3e-3 per sample
 
 
 def test_agent_episode_structure_and_shape_error():
@@ -166,6 +188,22 @@ def _train_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "train_ram", mod)  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def test_drift_measure_on_centred_digits():
+    """eval/ram_drift.py: Centered28 starts on the digit's centre (distance 0), and a policy
+    whose mean is pinned right of the centre is measured there for every later glimpse."""
+    spec = importlib.util.spec_from_file_location("ram_drift", ROOT / "eval" / "ram_drift.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    agent = build_agent(RAMConfig(hidden=8, what_hidden=4, where_hidden=4))
+    with torch.no_grad():
+        agent.net.locator.weight.zero_()
+        agent.net.locator.bias.copy_(torch.atanh(torch.tensor([0.5, 0.0])))  # mean (0.5, 0): 7 px right
+    r = mod.fixation_distances(agent, env_id="SaccadeMNIST-Centered28-v0", episodes=20)
+    assert len(r["distance_px"]) == 6 and r["distance_px"][0] == 0.0
+    assert r["distance_px"][1:] == pytest.approx([7.0] * 5) and max(r["spread_px"]) == 0.0
+    assert max(r["at_edge"]) == 0.0 and 0.0 <= r["accuracy"] <= 1.0
 
 
 def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):

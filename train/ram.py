@@ -16,6 +16,10 @@ autograd on; the agent samples its locations (policy std ``--std``) and answers 
     baseline:       mean over looks of (b_t - R)^2
     REINFORCE:      -mean over looks of log pi(l_t) * (R - b_t)        (times reinforce_weight)
 
+Adam, cosine decay; the location network's lr is ``--locator-lr`` (0.1) times ``--lr``:
+REINFORCE's gradient is mostly noise, and at the full lr Adam turns it into a random walk
+of the policy mean away from the digit (docs/notes/ram.md, "drift").
+
 The shipped checkpoint goes to checkpoints/ram-<tag>.pt (agents.ram.checkpoint_name).
 """
 from __future__ import annotations
@@ -51,7 +55,11 @@ class Config:
     std: float = field(default=0.1, metadata={"help": "location policy std (scene coordinates)"})
     policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
     locator_hidden: int = field(default=0, metadata={"help": "ReLU hidden layer of the location net (0: linear)"})
+    location: str = field(default="tanh", metadata={"help": "policy mean squashing: tanh (the paper) or clamp "
+                                                            "(straight-through clamp to [-1, 1])",
+                                                    "choices": ("tanh", "clamp")})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    locator_lr: float = field(default=0.1, metadata={"help": "the location network's lr as a fraction of lr"})
     lr_final: float = field(default=0.1, metadata={"help": "final lr as a fraction of lr (cosine decay)"})
     steps: int = field(default=20000, metadata={"help": "training iterations (one wave of episodes each)"})
     max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
@@ -119,26 +127,37 @@ def main(cfg: Config) -> None:
     probe.close()
     net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
-                        locator_hidden=cfg.locator_hidden,
+                        locator_hidden=cfg.locator_hidden, location=cfg.location,
                         obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
     with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is left as it was
         torch.manual_seed(cfg.seed)
         agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
-    opt = torch.optim.Adam(agent.net.parameters(), lr=cfg.lr)
+    # the location network learns from REINFORCE alone, whose gradient is mostly noise: Adam's
+    # per-parameter normalisation turns that noise into steps of size ~lr, a random walk of the
+    # policy mean; a smaller lr there (--locator-lr) slows the walk
+    loc_params = list(agent.net.locator.parameters())
+    rest = [p for p in agent.net.parameters() if all(p is not q for q in loc_params)]
+    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": loc_params, "scale": cfg.locator_lr}],
+                           lr=cfg.lr)
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
         done = step / cfg.steps
         if cfg.max_minutes:
             done = max(done, (time.perf_counter() - t0) / (cfg.max_minutes * 60))
+        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
         for grp in opt.param_groups:
-            grp["lr"] = cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0))))
+            grp["lr"] = grp["scale"] * cfg.lr * decay
 
     start, elapsed = 0, 0.0
     if cfg.resume and (rdir / "resume.pt").is_file():
         r = torch.load(rdir / "resume.pt", map_location=device, weights_only=False)
         agent.net.load_state_dict(r["net"])
-        opt.load_state_dict(r["opt"])
+        if len(r["opt"]["param_groups"]) == len(opt.param_groups):
+            opt.load_state_dict(r["opt"])
+            opt.param_groups[1]["scale"] = cfg.locator_lr  # this run's setting, not the saved one
+        else:  # a resume file from before the location network had its own lr
+            print("resume file's optimizer has another parameter grouping: Adam restarts from zero moments")
         start, elapsed = r["step"], r["elapsed"]
         print(f"resumed from {rdir / 'resume.pt'} at iteration {start}")
     elif cfg.resume:

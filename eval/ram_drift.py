@@ -1,0 +1,60 @@
+"""Where does a trained RAM look?  Mean distance (px) from each glimpse's fixation to the
+digit's centre, and the share of fixations at the scene's edge, on test episodes played
+with the mean locations (deterministic, as agents.rollout.evaluate plays them).
+
+    python eval/ram_drift.py --preset SaccadeMNIST-Centered28-v0                 # checkpoints/ram-centered28.pt
+    python eval/ram_drift.py --preset SaccadeMNIST-Translated60-v0 --ckpt runs/x.pt --episodes 1000
+
+A policy whose distances grow glimpse after glimpse and whose fixations sit at the edge
+has drifted away from the digit (docs/notes/ram.md); one that learned to look stays near it.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from agents.ram import RAMAgent, load_agent
+from agents.rollout import make_env, run_episodes
+
+
+def fixation_distances(agent: RAMAgent, *, env_id: str, episodes: int = 500, seed: int = 0,
+                       device: str = "cpu") -> dict:
+    """Per glimpse t = 1..n, over ``episodes`` test episodes: mean fixation-to-digit distance
+    (px); spread, the mean distance (px) of the fixations from their mean over the episodes
+    (0: the same place whatever the scene); share of fixations with a coordinate at the
+    scene's edge (|x| or |y| >= 0.95); and the episodes' accuracy."""
+    venv = make_env(env_id, agent=agent, num_envs=episodes, device=device,
+                    max_saccades=None, split="test")
+    try:
+        ep = run_episodes(venv, agent, seed=seed, record=True)
+        half = venv.unwrapped.cfg.scene.size / 2
+    finally:
+        venv.close()
+    fix = torch.stack([s["obs"]["fixation"] for s in ep.steps])  # (T, B, 2): the fixation of glimpse t
+    dist = ((fix - ep.target_xy[None]).norm(dim=-1) * half).mean(1)  # (T,)
+    spread = ((fix - fix.mean(1, keepdim=True)).norm(dim=-1) * half).mean(1)  # (T,)
+    edge = (fix.abs().amax(-1) >= 0.95).float().mean(1)  # (T,)
+    return {"distance_px": dist.tolist(), "spread_px": spread.tolist(), "at_edge": edge.tolist(),
+            "accuracy": float(ep.correct.float().mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="SaccadeMNIST-Centered28-v0")
+    ap.add_argument("--ckpt", default=None, help="checkpoint path (default checkpoints/ram-<tag>.pt)")
+    ap.add_argument("--episodes", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    agent = load_agent(a.ckpt, preset=a.preset)
+    r = fixation_distances(agent, env_id=a.preset, episodes=a.episodes, seed=a.seed)
+    print(f"{a.preset}, {a.episodes} test episodes, accuracy {r['accuracy']:.4f}")
+    print("glimpse     " + " ".join(f"{t + 1:>6d}" for t in range(len(r["distance_px"]))))
+    print("distance px " + " ".join(f"{d:6.1f}" for d in r["distance_px"]))
+    print("spread px   " + " ".join(f"{d:6.1f}" for d in r["spread_px"]))
+    print("at edge     " + " ".join(f"{e:6.2f}" for e in r["at_edge"]))
+
+
+if __name__ == "__main__":
+    main()
