@@ -84,8 +84,7 @@ class SaccadeMNISTEnv(gym.Env):
         self.action_space = spaces.action_space()
         self.observation_space = spaces.observation_space(self.cfg, self.core.periphery_bound())
         self.state = None
-        self._obs: dict[str, torch.Tensor] | None = None  # the last observation, for render()
-        self._obs_np: dict[str, np.ndarray] = {}  # the same in NumPy (an episode's end repeats it)
+        self._obs: dict[str, torch.Tensor] | None = None  # the last observation (render(); an episode's end repeats it)
         self._all = torch.ones(1, dtype=torch.bool, device=self.core.device)  # reset's mask
         self._answer: int | None = None
         self._viewer = None
@@ -121,7 +120,7 @@ class SaccadeMNISTEnv(gym.Env):
                         eccentricity=float(ep["eccentricity"][0]), n_saccades=int(ep["n_saccades"][0]),
                         correct=bool(ep["correct"][0]))
             self._answer = answer.item() if terminated else None
-            obs = {k: v.copy() for k, v in self._obs_np.items()}  # the eye did not move: what it saw
+            obs = self._numpy()  # the eye did not move: what it saw
         else:
             obs = self._observe()
         if self.render_mode == "human":
@@ -151,8 +150,11 @@ class SaccadeMNISTEnv(gym.Env):
 
     def _observe(self) -> dict[str, np.ndarray]:
         self._obs = self.core.observe(self.state)
-        self._obs_np = {k: v.cpu().numpy()[0] for k, v in self._obs.items()}
-        return {k: v.copy() for k, v in self._obs_np.items()}  # the caller owns what it gets
+        return self._numpy()
+
+    def _numpy(self) -> dict[str, np.ndarray]:
+        """The last observation in NumPy arrays of the caller's own."""
+        return {k: v.cpu().numpy()[0].copy() for k, v in self._obs.items()}
 
     def _info(self) -> dict[str, Any]:
         if not self.cfg.privileged:
