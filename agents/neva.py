@@ -53,6 +53,10 @@ class NevaConfig:
         forgetting: memory decay per fixation (published example: 0.1).
         steps, lr: sign-gradient steps per start and their size (published: 20 steps of 0.1).
         ring, n_ring: extra starts on a ring of this radius around the centre (0: centre only).
+        from_current: also start a descent at the current fixation, so that looking again
+            where the eye already is (refreshing a fading memory of the digit) can win; without
+            it, once the digit is fixated the loss is low everywhere near it and the next
+            descents wander off while the memory of the digit decays.
         recon_gain, wiener: scale of the back-projected periphery and the un-whitening's
             regulariser.
         pool: the classifier reads the view average-pooled by this factor (CPU budget).
@@ -70,6 +74,7 @@ class NevaConfig:
     lr: float = 0.0625
     ring: float = 0.375
     n_ring: int = 6
+    from_current: bool = True
     recon_gain: float = 0.175
     wiener: float = 0.05
     pool: int = 2
@@ -284,12 +289,12 @@ class NevaAgent:
         look = ~must_answer(obs)
         saccade = fix
         if bool(look.any()):
-            saccade = self.next_fixation(recon=recon, memory=mem, answer=answer, info=info)
+            saccade = self.next_fixation(recon=recon, memory=mem, answer=answer, info=info, current=fix)
         return make_action(saccade=saccade, answer=answer, look=look), {"canvas": canvas, "seen": seen, "memory": mem}
 
     def next_fixation(self, *, recon: torch.Tensor, memory: torch.Tensor, answer: torch.Tensor,
-                      info: dict | None) -> torch.Tensor:
-        """(B, 2) the next saccade target of this agent's planner."""
+                      info: dict | None, current: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2) the next saccade target of this agent's planner (``current``: (B, 2) the fixation now)."""
         B, dev = recon.shape[0], recon.device
         if self.planner == "random":
             return torch.rand(B, 2, generator=self.gen, device=dev) * 2 - 1
@@ -304,21 +309,27 @@ class NevaAgent:
                 target = self.classifier(image).argmax(1)
         else:  # causal: what it has seen, target = its current answer
             image, target = recon, answer
-        return self.plan(image, memory, target)
+        return self.plan(image, memory, target, current=current)
 
-    def starts(self, B: int, device: torch.device) -> torch.Tensor:
-        """(B, K, 2) where the descents start: the centre (published) and ``n_ring`` on a ring."""
+    def starts(self, B: int, device: torch.device, current: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, 2) where the descents start: the centre (published), ``n_ring`` on a ring, and
+        with ``from_current`` the (B, 2) ``current`` fixation."""
         a = 2 * math.pi * torch.arange(self.cfg.n_ring, device=device) / max(self.cfg.n_ring, 1)
         ring = self.cfg.ring * torch.stack([torch.cos(a), torch.sin(a)], 1)
-        return torch.cat([torch.zeros(1, 2, device=device), ring])[None].expand(B, -1, -1)
+        fixed = torch.cat([torch.zeros(1, 2, device=device), ring])[None].expand(B, -1, -1)
+        if self.cfg.from_current and current is not None:
+            return torch.cat([fixed, current.to(device)[:, None]], 1)
+        return fixed
 
-    def plan(self, image: torch.Tensor, memory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def plan(self, image: torch.Tensor, memory: torch.Tensor, target: torch.Tensor,
+             current: torch.Tensor | None = None) -> torch.Tensor:
         """Sign-gradient descent of the classifier's loss in the next fixation.
 
         Args:
             image: (B, S, S) what is foveated (the sharp scene or the reconstruction).
             memory: (B, S, S) sharpness memory including the current fixation.
             target: (B,) int64 the class whose loss is minimised (a prediction, never a label).
+            current: (B, 2) the fixation now (one more start with ``from_current``).
 
         Returns:
             (B, 2) the best position found over ``steps`` steps from every start (the loss is
@@ -328,7 +339,7 @@ class NevaAgent:
         B, S = image.shape[0], cfg.scene_size
         blurred = gaussian_blur(image, cfg.blur, background=cfg.background)
         base = cfg.forgetting * memory
-        pos = self.starts(B, image.device).clone()
+        pos = self.starts(B, image.device, current).clone()
         K = pos.shape[1]
         best_loss = torch.full((B, K), float("inf"), device=image.device)
         best_pos = pos.clone()

@@ -35,12 +35,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override NevaConfig.steps")
     p.add_argument("--n-ring", type=int, default=None, help="override NevaConfig.n_ring")
+    p.add_argument("--from-current", action=argparse.BooleanOptionalAction, default=None,
+                   help="override NevaConfig.from_current (a descent also starts at the current fixation)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/neva_eval.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    opts = {k: v for k, v in (("steps", args.steps), ("n_ring", args.n_ring)) if v is not None}
+    opts = {k: v for k, v in (("steps", args.steps), ("n_ring", args.n_ring), ("from_current", args.from_current))
+            if v is not None}
     rows = []
     for variant in args.variants:
         agent = load_agent(args.checkpoint, device=args.device, variant=variant, **opts)
@@ -48,10 +51,11 @@ def main() -> None:
             t0 = time.perf_counter()
             r = evaluate(agent, budget=k, episodes=args.episodes, device=args.device, seed=args.seed,
                          batch_size=args.batch_size)
+            starts = 1 + agent.cfg.n_ring + int(agent.cfg.from_current)
             row = {"agent": variant, "privileged": agent.privileged, "budget": k, "episodes": args.episodes,
                    "accuracy": r.accuracy, "interval": r.interval, "decisions_per_s": r.decisions_per_s,
-                   "starts": 1 + agent.cfg.n_ring, "steps_per_start": agent.cfg.steps,
-                   "classifier_backwards_per_saccade": (agent.cfg.steps * (1 + agent.cfg.n_ring)
+                   "starts": starts, "steps_per_start": agent.cfg.steps,
+                   "classifier_backwards_per_saccade": (agent.cfg.steps * starts
                                                         if variant in ("neva", "neva-privileged") else 0),
                    "wall_s": time.perf_counter() - t0}
             rows.append(row)

@@ -104,6 +104,23 @@ def test_one_step_moves_the_fixation_toward_a_lone_bright_target():
         assert (pos - xy(tx, ty)).norm() < (old - xy(tx, ty)).norm()
 
 
+def test_a_descent_from_the_current_fixation_can_keep_the_eye_on_the_target():
+    """A bright target far from the centre and the ring: the descents from there never reach
+    it, so only the start at the current fixation (``from_current``) finds it again."""
+    scene = torch.zeros(1, S, S)
+    r, c = int(-40 + S / 2), int(44 + S / 2)
+    scene[0, r - 2:r + 2, c - 2:c + 2] = 1.0
+    here = xy(44, -40)[None]
+    picked = {}
+    for flag in (True, False):
+        cfg = NevaConfig(background=0.0, steps=2, n_ring=4, lr=0.05, from_current=flag)
+        agent = NevaAgent(classifier=Sharpness(), config=cfg, planner="causal")
+        assert agent.starts(1, torch.device("cpu"), here).shape == (1, 5 + flag, 2)
+        picked[flag] = agent.plan(scene, torch.zeros(1, S, S), torch.zeros(1, dtype=torch.long), current=here)[0]
+    assert (picked[True] - here[0]).norm() < 0.125  # stays on the target (within 8 px: the window is flat there)
+    assert (picked[False] - here[0]).norm() > 0.3  # without it, the eye leaves the target
+
+
 def small_agent(planner: str) -> NevaAgent:
     torch.manual_seed(0)  # the untrained classifier's weights only (the agent's own RNG is seeded)
     return NevaAgent(classifier=ViewClassifier(width=4), config=NevaConfig(steps=2, n_ring=2), planner=planner)

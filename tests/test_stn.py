@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -132,3 +133,18 @@ def test_resume_goes_on_from_the_step_it_stopped_at_with_the_rates_asked_for(tmp
     saved = torch.load(tmp_path / "stn-SaccadeMNIST-Translated60-v0" / "resume.pt", weights_only=False)
     assert saved["step"] == 9
     assert [g["lr"] for g in saved["opt"]["param_groups"]] == [1e-5, 2e-6]
+    # and --decay cosine anneals the rates given to zero by the end of this invocation's budget
+    lrs = []
+    opt_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        lrs.append([g["lr"] for g in self.param_groups])
+        return opt_step(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.Adam, "step", spy)
+        third = train.main([*common, "--steps", "13", "--resume", "--lr", "1e-3", "--loc-lr", "1e-4",
+                            "--decay", "cosine"])
+    assert third["steps"] == 13 and len(lrs) == 4
+    assert lrs[0] == pytest.approx([1e-3 * (1 + math.cos(math.pi / 4)) / 2, 1e-4 * (1 + math.cos(math.pi / 4)) / 2])
+    assert lrs[1] == pytest.approx([5e-4, 5e-5]) and lrs[-1] == pytest.approx([0.0, 0.0], abs=1e-12)

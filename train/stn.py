@@ -4,6 +4,7 @@
     python train/stn.py --env SaccadeMNIST-Cluttered60-v0      # -> checkpoints/stn-cluttered60.pt
     python train/stn.py --resume                               # go on from runs/<name>/resume.pt
     python train/stn.py --resume --lr 2e-4 --loc-lr 6e-5       # ... with lower learning rates from here on
+    python train/stn.py --resume --minutes 200 --decay cosine  # ... annealing them to zero by the end
 
 Each step draws a batch of training scenes from the environment's own core (the scene
 sampler, whitening and retina of saccade_env), puts the eye at a start fixation (the
@@ -22,6 +23,7 @@ checkpoint with the test-split accuracies (agents.rollout.evaluate) in its meta.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,6 +57,10 @@ class Config:
     batch_size: int = field(default=128, metadata={"help": "scenes per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the classifier"})
     loc_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the localiser"})
+    decay: str = field(default="none", metadata={
+        "help": "none (constant rates) or cosine: both rates fall along a half cosine to zero over this "
+                "invocation's budget (from the step it starts or resumes at to --steps or --minutes, "
+                "whichever comes first), so a resumed run can end with an annealing phase"})
     hidden: int = field(default=256, metadata={"help": "localiser width"})
     periphery_energy: bool = field(default=True, metadata={
         "help": "the localiser also reads the periphery's phase-invariant energy"})
@@ -94,6 +100,8 @@ class Config:
             raise ValueError(f"--channels takes two widths (conv1 conv2), got {self.channels}")
         if not (0.0 <= self.jitter_fraction <= 1.0):
             raise ValueError(f"--jitter-fraction must be in [0, 1], got {self.jitter_fraction}")
+        if self.decay not in ("none", "cosine"):
+            raise ValueError(f"--decay must be 'none' or 'cosine', got {self.decay!r}")
 
 
 def env_kwargs(cfg: Config) -> dict:
@@ -187,6 +195,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"resumed {resume_path} at step {step} (lr {cfg.lr:g}, loc-lr {cfg.loc_lr:g})")
     tb = writer(out_dir)
     t0 = time.perf_counter() - elapsed
+    step0, elapsed0 = step, elapsed  # where this invocation's budget (and a --decay schedule) starts
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    def progress() -> float:
+        """Fraction of this invocation's budget spent: steps or wall time, whichever is further."""
+        p = (step + 1 - step0) / max(1, cfg.steps - step0)  # the step about to be taken
+        if cfg.minutes:
+            p = max(p, (time.perf_counter() - t0 - elapsed0) / max(1e-9, 60 * cfg.minutes - elapsed0))
+        return min(1.0, p)
+
     bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
 
     def save_resume() -> None:
@@ -198,6 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
         state = draw_scenes(core, gen, cfg.batch_size)
         start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
         aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
+        if cfg.decay == "cosine":
+            for group, lr in zip(opt.param_groups, base_lrs):
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress()))
         out = step_losses(cfg, agent, core, state, start, centred, aux_w)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -207,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         if step % cfg.log_every == 0:
             for k, v in out.items():
                 tb.add_scalar(f"train/{k}", float(v.detach()), step)
+            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
             bar.set_postfix(acc=f"{float(out['acc']):.3f}", err_px=f"{float(out['err_px']):.1f}",
                             ce0=f"{float(out['ce_start']):.2f}")
         if step % cfg.save_every == 0:
