@@ -45,6 +45,11 @@ AGENTS: dict[str, Entry] = {
                   cpu_episodes=100),
     "neva-privileged": Entry("agents.neva:load_agent", ("neva",), "train/neva.py",
                              options={"variant": "neva-privileged"}, cpu_episodes=100),
+    # NeVA's like-for-like baselines: its classifier and seen view, random / true-target saccades
+    "neva-random": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva-random"},
+                         cpu_episodes=100),
+    "neva-oracle": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva-oracle"},
+                         cpu_episodes=100),
     "ppo": Entry("agents.ppo:load_agent", ("ppo",), "train/ppo.py"),
     # the RAM / STN benchmarks, each on its own preset
     "ram-centered28": Entry("agents.ram:load_agent", ("ram-centered28",), "train/ram.py --env SaccadeMNIST-Centered28-v0",

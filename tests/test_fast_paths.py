@@ -147,3 +147,51 @@ def test_single_env_shortcuts_hand_out_arrays_nothing_changes():
         assert np.array_equal(obs0[k], kept0[k]) and np.array_equal(obs1[k], kept1[k])
     assert np.array_equal(info0["scene"], scene0)
     assert not np.array_equal(env.unwrapped.state.scene[0].numpy(), scene0)
+
+
+def _play(env, episodes: int, seed: int, reseed_every: int = 0, options_every: int = 0) -> list:
+    """Observations and end-of-episode infos of ``episodes`` episodes under a fixed action stream."""
+    rng_ = np.random.default_rng(0)
+    out = []
+    obs, _ = env.reset(seed=seed)
+    for i in range(episodes):
+        out.append(obs)
+        done = False
+        while not done:
+            look = obs["saccades_left"][0] > 0
+            act = {"saccade": rng_.uniform(-1, 1, 2).astype(np.float32), "answer": 10 if look else int(rng_.integers(10))}
+            obs, _, te, tr, info = env.step(act)
+            out += [obs, info]
+            done = te or tr
+        opts = {"label": i % 10, "eccentricity": 10.0} if options_every and i % options_every == 1 else None
+        obs, _ = env.reset(seed=seed + i if reseed_every and i % reseed_every == 0 else None, options=opts)
+    return out
+
+
+@pytest.mark.parametrize("pid", ["SaccadeMNIST-v0", "SaccadeMNIST-Cluttered60-v0"])
+@pytest.mark.parametrize("reseed_every, options_every", [(0, 0), (0, 3), (7, 4)])
+def test_single_env_read_ahead_gives_the_episodes_drawn_one_at_a_time(pid, reseed_every, options_every):
+    """Episodes drawn ahead in batches (1, 2, 4, ... after each seed) are those drawn alone:
+    the same scenes, labels and actions' effects; the periphery to float rounding."""
+    runs = []
+    for read_ahead in (0, 64):
+        env = gym.make(pid, max_saccades=2).unwrapped
+        env.read_ahead = read_ahead
+        runs.append(_play(env, 40, seed=11, reseed_every=reseed_every, options_every=options_every))
+        if read_ahead and not reseed_every:
+            assert env._ahead[0].episode.shape[0] == 32  # grew 1, 2, 4, 8, 16, 32 over the 41 resets
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k == "periphery":
+                np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6)
+            else:
+                assert np.array_equal(a[k], b[k]), k
+
+
+def test_single_env_reseeded_every_episode_draws_one_episode_at_a_time():
+    env = gym.make("SaccadeMNIST-v0").unwrapped
+    for s in range(3):
+        env.reset(seed=s)
+        assert env._ahead[0].episode.shape[0] == 1
