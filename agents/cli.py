@@ -26,6 +26,9 @@ def parse_config(cls: type, argv: list[str] | None = None, *, description: str |
         helptext = f.metadata.get("help", " ")
         origin = typing.get_origin(typ)
         if typ is bool:
+            if f.name.startswith("no_"):  # argparse reads "--no-x" as x=False: "--no-cap" would mean no_cap=False
+                raise TypeError(f"{cls.__name__}.{f.name}: name a boolean option positively ({f.name[3:]}, "
+                                f"default flipped); the command line then offers --{f.name[3:]} / --no-...")
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=helptext)
         elif origin is tuple:
             inner = typing.get_args(typ)[0]

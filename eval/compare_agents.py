@@ -45,8 +45,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "seed of the episodes (and of agents' own randomness)"})
     batch_size: int = field(default=500, metadata={"help": "episodes run at once"})
     out: str = field(default="docs/compare", metadata={"help": "directory for the table and figures"})
-    no_cap: bool = field(default=False, metadata={"help": "on a CPU, play --episodes for the slow planners "
-                                                         "too (NeVA: 100 by default)"})
+    cap: bool = field(default=True, metadata={"help": "on a CPU, the slow gradient-based planners (NeVA) play at "
+                                                     "most 100 episodes per budget; --no-cap plays --episodes"})
 
     def __post_init__(self):
         unknown = [a for a in self.agents if a not in registry.AGENTS]
@@ -153,7 +153,7 @@ def main(cfg: Config) -> str:
         except CheckpointError as err:
             raise SystemExit(str(err)) from None
     episodes = {n: cfg.episodes for n in agents}
-    if device.type == "cpu" and not cfg.no_cap:
+    if device.type == "cpu" and cfg.cap:
         for n in agents:
             cap = registry.AGENTS[n].cpu_episodes
             episodes[n] = min(cfg.episodes, cap) if cap else cfg.episodes

@@ -148,6 +148,24 @@ def test_compare_agents_rejects_bad_arguments():
         ca.Config(budgets=(-1,))
 
 
+def test_cap_flag_parses_both_ways_and_negative_boolean_names_are_refused():
+    """``--no-cap`` lifts the CPU cap of the slow planners (argparse reads any ``--no-x`` as
+    x=False, so a field named ``no_cap`` silently did the opposite; such names are refused)."""
+    from dataclasses import dataclass
+
+    from agents.cli import parse_config
+    from eval import compare_agents as ca
+    assert parse_config(ca.Config, []).cap is True
+    assert parse_config(ca.Config, ["--no-cap"]).cap is False
+
+    @dataclass(frozen=True)
+    class Bad:
+        no_cap: bool = False
+
+    with pytest.raises(TypeError, match="positively"):
+        parse_config(Bad, [])
+
+
 def test_scanpaths_gif(checkpoint_dir, tmp_path):
     from PIL import Image
 

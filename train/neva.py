@@ -14,6 +14,7 @@ decay, exactly as the agent builds its views:
 
     python train/neva.py --minutes 30          # CPU, reduced budget
     python train/neva.py --resume              # continue runs/neva/resume.pt
+    python train/neva.py --resume --minutes 120 --lr 5e-4   # ... to 120 min in all, at a lower rate
 """
 from __future__ import annotations
 
@@ -116,7 +117,9 @@ def main(cfg: Config) -> None:
         ck = torch.load(rd / "resume.pt", map_location=device, weights_only=False)
         model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), gen.set_state(ck["gen"].cpu())
         step, elapsed = ck["step"], ck["elapsed"]
-        print(f"resumed at step {step} ({elapsed / 60:.1f} min)")
+        for group in opt.param_groups:  # the rate asked for now (e.g. lower, to finish a run)
+            group["lr"] = cfg.lr
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min), lr {cfg.lr:g}")
     tb = writer(rd)
     # a fixed validation set (scene keys far from the training ones): seen views, centre only / + digit
     vgen = torch.Generator(device=device).manual_seed(10_000 + cfg.seed)
