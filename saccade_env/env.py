@@ -174,7 +174,11 @@ class SaccadeMNISTEnv(gym.Env):
         if self._ahead is None or not 0 <= ep - int(self._ahead[0].episode[0]) < self._ahead[0].episode.shape[0]:
             n = self._ahead_size
             self._ahead_size = min(2 * n, self.read_ahead)
-            batch = self.core.init_state(self.state.key.expand(n))
+            if self._ahead is not None and self._ahead[0].episode.shape[0] == n and bool(
+                    (self._ahead[0].key == self.state.key).all()):
+                batch = self._ahead[0]  # drawn into again: its episodes are all played, nothing handed out aliases it
+            else:
+                batch = self.core.init_state(self.state.key.expand(n))
             batch.episode = torch.arange(ep - 1, ep - 1 + n, device=self.core.device)  # reset adds one
             batch = self.core.reset(batch, torch.ones(n, dtype=torch.bool, device=self.core.device), inplace=True)
             self._ahead = (batch, self.core.observe(batch))
