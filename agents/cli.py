@@ -116,8 +116,21 @@ def run_meta(cfg: Any, *, device: torch.device, wall: float, scores: dict) -> di
             "scores": scores}
 
 
+def cosine_factor(done: float, final: float = 0.0) -> float:
+    """The learning-rate factor of a half-cosine decay from 1 to ``final`` at ``done`` in [0, 1]."""
+    import math
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
+
+
+def budget_done(step: int, steps: int, seconds: float = 0.0, budget_s: float = 0.0) -> float:
+    """Fraction of a training budget spent: ``step`` of ``steps``, or ``seconds`` of ``budget_s``
+    (0: no time budget), whichever is further along; at most 1."""
+    done = step / max(1, steps)
+    if budget_s:
+        done = max(done, seconds / max(1e-9, budget_s))
+    return min(1.0, done)
+
+
 def cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Cosine decay of the learning rate from its start value to 0 over ``steps``."""
-    import math
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_factor(s / steps))

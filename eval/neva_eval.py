@@ -51,7 +51,7 @@ def main() -> None:
             t0 = time.perf_counter()
             r = evaluate(agent, budget=k, episodes=args.episodes, device=args.device, seed=args.seed,
                          batch_size=args.batch_size)
-            starts = 1 + agent.cfg.n_ring + int(agent.cfg.from_current)
+            starts = agent.starts(1, agent.device, torch.zeros(1, 2)).shape[1]  # descents per saccade
             row = {"agent": variant, "privileged": agent.privileged, "budget": k, "episodes": args.episodes,
                    "accuracy": r.accuracy, "interval": r.interval, "decisions_per_s": r.decisions_per_s,
                    "starts": starts, "steps_per_start": agent.cfg.steps,

@@ -165,18 +165,18 @@ class SaccadeMNISTEnv(gym.Env):
         first periphery readings come from the batched read, equal to the one-eye read to
         float rounding, ~1e-7, as in the vector env).  A batch amortises the per-operation
         cost of the draw: about 1 ms for one episode on a CPU core, a few tenths of that
-        each in a batch.  The batch size
-        doubles from 1 after each new seed up to :attr:`read_ahead`, so an env reseeded at
-        every episode draws nothing it will not use.  Episodes started with reset options
-        are drawn alone and leave the batch as it is.
+        each in a batch.  The batch size doubles from 1 after each new seed (which drops
+        the batch) up to :attr:`read_ahead`, so an env reseeded at every episode draws
+        nothing it will not use.  Episodes started with reset options are drawn alone and
+        leave the batch as it is.
         """
         ep = int(self.state.episode[0]) + 1
-        if self._ahead is None or not 0 <= ep - int(self._ahead[0].episode[0]) < self._ahead[0].episode.shape[0]:
+        old = self._ahead[0] if self._ahead is not None else None
+        if old is None or not 0 <= ep - int(old.episode[0]) < old.episode.shape[0]:
             n = self._ahead_size
             self._ahead_size = min(2 * n, self.read_ahead)
-            if self._ahead is not None and self._ahead[0].episode.shape[0] == n and bool(
-                    (self._ahead[0].key == self.state.key).all()):
-                batch = self._ahead[0]  # drawn into again: its episodes are all played, nothing handed out aliases it
+            if old is not None and old.episode.shape[0] == n:
+                batch = old  # drawn into again: its episodes are all played, nothing handed out aliases it
             else:
                 batch = self.core.init_state(self.state.key.expand(n))
             batch.episode = torch.arange(ep - 1, ep - 1 + n, device=self.core.device)  # reset adds one

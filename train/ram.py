@@ -25,7 +25,6 @@ The shipped checkpoint goes to checkpoints/ram-<tag>.pt (agents.ram.checkpoint_n
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from tqdm import tqdm
 
 import saccade_env  # noqa: F401
 from agents.checkpoint import CHECKPOINTS, atomic_save, save_checkpoint
-from agents.cli import parse_config, resolve_device, run_dir, writer
+from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
 from agents.rollout import evaluate, make_env, run_episodes
 
@@ -142,10 +141,8 @@ def main(cfg: Config) -> None:
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
-        done = step / cfg.steps
-        if cfg.max_minutes:
-            done = max(done, (time.perf_counter() - t0) / (cfg.max_minutes * 60))
-        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.max_minutes * 60)
+        decay = cosine_factor(done, cfg.lr_final)
         for grp in opt.param_groups:
             grp["lr"] = grp["scale"] * cfg.lr * decay
 

@@ -23,7 +23,6 @@ checkpoint with the test-split accuracies (agents.rollout.evaluate) in its meta.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agents.checkpoint import CHECKPOINTS, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import parse_config, resolve_device, run_dir, writer
+from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.rollout import evaluate
 from agents.stn import DEFAULT_CHECKPOINTS, STNAgent, STNConfig, checkpoint_config, location_error_px
 from saccade_env.core import SaccadeCore, make_config
@@ -198,13 +197,6 @@ def main(argv: list[str] | None = None) -> dict:
     step0, elapsed0 = step, elapsed  # where this invocation's budget (and a --decay schedule) starts
     base_lrs = [g["lr"] for g in opt.param_groups]
 
-    def progress() -> float:
-        """Fraction of this invocation's budget spent: steps or wall time, whichever is further."""
-        p = (step + 1 - step0) / max(1, cfg.steps - step0)  # the step about to be taken
-        if cfg.minutes:
-            p = max(p, (time.perf_counter() - t0 - elapsed0) / max(1e-9, 60 * cfg.minutes - elapsed0))
-        return min(1.0, p)
-
     bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
 
     def save_resume() -> None:
@@ -216,9 +208,11 @@ def main(argv: list[str] | None = None) -> dict:
         state = draw_scenes(core, gen, cfg.batch_size)
         start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
         aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
-        if cfg.decay == "cosine":
+        if cfg.decay == "cosine":  # over this invocation's budget, at the step about to be taken
+            factor = cosine_factor(budget_done(step + 1 - step0, cfg.steps - step0, time.perf_counter() - t0 - elapsed0,
+                                               60 * cfg.minutes - elapsed0 if cfg.minutes else 0.0))
             for group, lr in zip(opt.param_groups, base_lrs):
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress()))
+                group["lr"] = lr * factor
         out = step_losses(cfg, agent, core, state, start, centred, aux_w)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
