@@ -148,3 +148,32 @@ def test_resume_goes_on_from_the_step_it_stopped_at_with_the_rates_asked_for(tmp
     assert third["steps"] == 13 and len(lrs) == 4
     assert lrs[0] == pytest.approx([1e-3 * (1 + math.cos(math.pi / 4)) / 2, 1e-4 * (1 + math.cos(math.pi / 4)) / 2])
     assert lrs[1] == pytest.approx([5e-4, 5e-5]) and lrs[-1] == pytest.approx([0.0, 0.0], abs=1e-12)
+
+
+def test_a_new_vgg_classifier_behind_a_frozen_localiser(tmp_path, capsys):
+    """--init-localiser copies a trained localiser, --freeze-localiser keeps it bit for bit
+    while a batch-norm (vgg) classifier trains behind it; the agent reloads in eval mode."""
+    train = _train_module()
+    common = ["--env", "SaccadeMNIST-Translated60-v0", "--batch-size", "8", "--hidden", "16", "--fc", "16",
+              "--eval-every", "0", "--final-episodes", "20", "--final-budgets", "1", "--runs-dir", str(tmp_path),
+              "--device", "cpu", "--threads", "1"]
+    first = train.main([*common, "--channels", "4", "8", "--steps", "4", "--checkpoint", str(tmp_path / "a.pt")])
+    second = train.main([*common, "--classifier", "vgg", "--channels", "4", "8", "--steps", "4", "--run-name", "b",
+                         "--init-localiser", str(tmp_path / "a.pt"), "--freeze-localiser",
+                         "--checkpoint", str(tmp_path / "b.pt")])
+    for (k, v), (k2, v2) in zip(first["agent"].localiser.state_dict().items(),
+                                second["agent"].localiser.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    agent = load_agent(tmp_path / "b.pt")
+    assert agent.config.classifier == "vgg" and not agent.training
+    assert agent.classify(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in agent.classifier.modules())
+    # a localiser of another shape is refused with the fix, a frozen one needs a source
+    with pytest.raises(ValueError, match="hidden=16.*same --env"):
+        train.main([*common, "--hidden", "32", "--steps", "1", "--run-name", "c",
+                    "--init-localiser", str(tmp_path / "a.pt"), "--checkpoint", str(tmp_path / "c.pt")])
+    for bad, fix in ((["--freeze-localiser"], "give it one with --init-localiser"),
+                     (["--classifier", "resnet"], "--classifier must be 'lenet' or 'vgg'")):
+        with pytest.raises(SystemExit):
+            train.main([*common, *bad, "--steps", "1"])
+        assert fix in capsys.readouterr().err
