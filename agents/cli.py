@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,6 @@ def run_meta(cfg: Any, *, device: torch.device, wall: float, scores: dict) -> di
 
 def cosine_factor(done: float, final: float = 0.0) -> float:
     """The learning-rate factor of a half-cosine decay from 1 to ``final`` at ``done`` in [0, 1]."""
-    import math
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
 
 

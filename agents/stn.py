@@ -194,8 +194,10 @@ class STNAgent(nn.Module):
         self.localiser = Localiser(config)
         if config.classifier == "foveal":
             self.classifier = FovealClassifier(width=config.channels[0], hidden=config.fc)
+        elif config.classifier == "vgg":
+            self.classifier = VGGClassifier(config)
         else:
-            self.classifier = VGGClassifier(config) if config.classifier == "vgg" else Classifier(config)
+            self.classifier = Classifier(config)
         self.env_kwargs = dict(env_kwargs or {})
 
     # ------------------------------------------------------------- differentiable parts

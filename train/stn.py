@@ -158,10 +158,9 @@ def step_losses(cfg: Config, agent: STNAgent, core: SaccadeCore, state, start: t
     """One batch: look from ``start`` (B, 2), classify at the regressed point (bilinear, grad)."""
     with torch.no_grad():
         views = core.observe(dataclasses.replace(state, fixation=start))  # what the eye sees at the start
-    with torch.set_grad_enabled(not cfg.freeze_localiser):
-        fixation = (start + agent.locate(views)).clamp(-1, 1)  # (B, 2), real-valued
-        read_at = fixation if cfg.ce_to_loc == 1 else fixation * cfg.ce_to_loc + fixation.detach() * (1 - cfg.ce_to_loc)
-        seen = fovea(state.scene, read_at, size=core.cfg.fovea_size, pad=core.pad)  # differentiable in fixation
+    fixation = (start + agent.locate(views)).clamp(-1, 1)  # (B, 2), real-valued (no grad if the localiser is frozen)
+    read_at = fixation if cfg.ce_to_loc == 1 else fixation * cfg.ce_to_loc + fixation.detach() * (1 - cfg.ce_to_loc)
+    seen = fovea(state.scene, read_at, size=core.cfg.fovea_size, pad=core.pad)  # differentiable in fixation
     batch = seen.shape[0]
     if cfg.start_weight:  # one pass over both foveae (batch-norm statistics of the mix the agent meets)
         both = agent.classify(torch.cat([seen, views["fovea"][centred]]))
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         agent.localiser.load_state_dict(localiser_weights(cfg.init_localiser, arch))
     agent.to(device)
     opt = torch.optim.Adam([{"params": agent.classifier.parameters(), "lr": cfg.lr},
-                            {"params": agent.localiser.parameters(), "lr": 0.0 if cfg.freeze_localiser else cfg.loc_lr}])
+                            {"params": agent.localiser.parameters(), "lr": cfg.loc_lr}])
     step, elapsed = 0, 0.0
     resume_path = out_dir / "resume.pt"
     if cfg.resume and resume_path.is_file():
@@ -227,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         opt.load_state_dict(r["opt"])
         gen.set_state(r["gen"])
         step, elapsed = r["step"], r["elapsed"]
-        for group, lr in zip(opt.param_groups, (cfg.lr, 0.0 if cfg.freeze_localiser else cfg.loc_lr)):  # as asked now
+        for group, lr in zip(opt.param_groups, (cfg.lr, cfg.loc_lr)):  # the rates asked for now (e.g. lower)
             group["lr"] = lr
         print(f"resumed {resume_path} at step {step} (lr {cfg.lr:g}, loc-lr {cfg.loc_lr:g})")
     tb = writer(out_dir)
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}, resume_path)
 
     agent.train()
-    agent.localiser.requires_grad_(not cfg.freeze_localiser)
+    agent.localiser.requires_grad_(not cfg.freeze_localiser)  # frozen: no gradient, so Adam skips it
     while step < cfg.steps and not (cfg.minutes and time.perf_counter() - t0 > 60 * cfg.minutes):
         state = draw_scenes(core, gen, cfg.batch_size)
         start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
