@@ -236,3 +236,21 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch.load(out, weights_only=False)["meta"]["iterations"] == 70
+    # --init starts a new run from those weights (and their pixel normalisation): with a
+    # vanishing lr the new checkpoint holds the same network
+    src = torch.load(out, weights_only=False)
+    out2 = tmp_path / "ram-centered28-ft.pt"
+    ft = {**cfg.__dict__, "steps": 1, "lr": 1e-12, "final_episodes": 20, "run_name": "ft", "out": str(out2),
+          "init": str(out), "hidden": 128}
+    try:
+        tr.main(tr.Config(**ft))
+    finally:
+        torch.set_num_threads(threads)
+    new = torch.load(out2, weights_only=False)
+    assert new["config"]["net"]["obs_mean"] == src["config"]["net"]["obs_mean"]
+    for name, w in src["weights"]["net"].items():
+        torch.testing.assert_close(new["weights"]["net"][name], w, atol=1e-8, rtol=0)
+    with pytest.raises(SystemExit, match="--hidden 128"):  # another width: refused, with the flag to pass
+        tr.main(tr.Config(**{**ft, "hidden": 64}))
+    with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
+        tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt")}))

@@ -28,6 +28,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import torch
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import saccade_env  # noqa: F401
-from agents.checkpoint import CHECKPOINTS, atomic_save, save_checkpoint
+from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
 from agents.rollout import evaluate, make_env, run_episodes
@@ -75,12 +76,17 @@ class Config:
     run_name: str = field(default="", metadata={"help": "runs/<name> (default ram-<tag>)"})
     out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/ram-<tag>.pt)"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+    init: str = field(default="", metadata={"help": "start from the weights of this RAM checkpoint of the same "
+                                                    "preset and network (fine-tune: new optimizer and schedule)"})
     save_every: int = field(default=250, metadata={"help": "iterations between resume files"})
 
     def __post_init__(self) -> None:
         checkpoint_name(self.env)  # a known preset
         if self.batch_size < 2 or self.steps < 1 or self.lr <= 0:
             raise ValueError("need batch_size >= 2, steps >= 1, lr > 0")
+        if self.init and self.resume:
+            raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
+                             "pass one of them")
 
 
 def sensor(cfg: Config) -> tuple[int, int, int]:
@@ -91,6 +97,32 @@ def sensor(cfg: Config) -> tuple[int, int, int]:
     scales = cfg.glimpse_scales or (4 if v0 else kw["glimpse_scales"])
     n_sacc = cfg.n_glimpses - 1 if cfg.n_glimpses else kw["max_saccades"]
     return size, scales, n_sacc
+
+
+def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig, dict]:
+    """(network config, weights) of the ``--init`` checkpoint, checked against this run's network.
+
+    The policy std and ``policy_into_core`` are training choices, not weights: this run's apply.
+    """
+    if not Path(cfg.init).is_file():
+        raise SystemExit(f"--init {cfg.init}: no such file; pass a RAM checkpoint of {cfg.env} "
+                         f"(e.g. checkpoints/{checkpoint_name(cfg.env)}.pt)")
+    try:  # the agent key names the preset: a checkpoint of another preset or agent is refused here
+        ckpt = load_checkpoint(cfg.init, agent=checkpoint_name(cfg.env), script=f"train/ram.py --env {cfg.env}",
+                               map_location=device)
+    except CheckpointError as e:
+        raise SystemExit(f"--init {cfg.init}: {e}") from None
+    src = build_agent(RAMConfig(**ckpt["config"]["net"]), device=device)
+    src.net.load_state_dict(ckpt["weights"]["net"])
+    keep = ("std", "policy_into_core", "obs_mean", "obs_std")
+    theirs = {k: v for k, v in dataclasses.asdict(src.net.cfg).items() if k not in keep}
+    ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
+    differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
+    if differ:
+        flags = " ".join(f"--{k.replace('_', '-')} {v[0]}" for k, v in differ.items())
+        raise SystemExit(f"--init {cfg.init} holds another network ({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
+                         f"pass {flags} or start without --init")
+    return src.net.cfg, src.net.state_dict()
 
 
 def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
@@ -128,9 +160,15 @@ def main(cfg: Config) -> None:
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
                         locator_hidden=cfg.locator_hidden, location=cfg.location,
                         obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
+    init = init_weights(cfg, net_cfg, device=device) if cfg.init else None
+    if init is not None:  # the checkpoint's pixel normalisation goes with its weights
+        net_cfg = dataclasses.replace(net_cfg, obs_mean=init[0].obs_mean, obs_std=init[0].obs_std)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is left as it was
         torch.manual_seed(cfg.seed)
         agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
+    if init is not None:
+        agent.net.load_state_dict(init[1])
+        print(f"initialised from {cfg.init}")
     # the location network learns from REINFORCE alone, whose gradient is mostly noise: Adam's
     # per-parameter normalisation turns that noise into steps of size ~lr, a random walk of the
     # policy mean; a smaller lr there (--locator-lr) slows the walk
