@@ -21,6 +21,17 @@ def _score(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _threads(meta: dict) -> str:
+    """Torch threads of the training run: stored by the script, else its command's --threads."""
+    for k in ("threads", "torch_threads"):
+        if k in meta:
+            return str(meta[k])
+    words = str(meta.get("command", "")).split()
+    if "--threads" in words[:-1] and words[words.index("--threads") + 1] != "0":
+        return words[words.index("--threads") + 1]
+    return "?"
+
+
 def card(path: Path) -> str:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -29,7 +40,7 @@ def card(path: Path) -> str:
     scores = ", ".join(f"{k} {_score(v)}" for k, v in m.get("scores", {}).items())
     wall = next((m[k] for k in ("wall_s", "wall_time_s", "train_wall_s", "seconds") if k in m), None)
     return (f"| `{path.name}` ({path.stat().st_size / 1e6:.1f} MB) | {ckpt['agent']} | `{m.get('command', '?')}` | "
-            f"{m.get('device', '?')}, {m.get('threads', '?')} thread(s), seed {m.get('seed', '?')} | "
+            f"{m.get('device', '?')}, {_threads(m)} thread(s), seed {m.get('seed', '?')} | "
             f"{'?' if wall is None else f'{wall / 60:.1f} min'} | {scores} |\n")
 
 
@@ -38,7 +49,7 @@ def main() -> None:
     files = sorted(folder.glob("*.pt"))
     if not files:
         sys.exit(f"no checkpoints in {folder}")
-    print("| checkpoint | agent | command | machine | training time | scores at the end of training |\n"
+    print("| checkpoint | agent key | command | machine | training time | scores at the end of training |\n"
           "|---|---|---|---|---|---|\n" + "".join(card(f) for f in files))
 
 
