@@ -22,6 +22,9 @@ class Entry:
         env_id: the preset it was trained for and is compared on.
         cpu_episodes: at most this many episodes per budget when compared on a CPU (agents
             that plan with many gradient steps per saccade); None: no cap.
+        mc_samples: > 0: Monte-Carlo evaluation (RAM): each scene is played this many times with
+            sampled scanpaths and the answer is the arg-max of the averaged class probabilities
+            (:func:`agents.ram.evaluate_mc`), i.e. this many times the glimpses; 0: one scanpath.
     """
 
     loader: str
@@ -31,6 +34,7 @@ class Entry:
     options: dict = field(default_factory=dict)
     env_id: str = "SaccadeMNIST-v0"
     cpu_episodes: int | None = None
+    mc_samples: int = 0
 
 
 AGENTS: dict[str, Entry] = {
@@ -59,6 +63,11 @@ AGENTS: dict[str, Entry] = {
                               options={"preset": "SaccadeMNIST-Translated60-v0"}, env_id="SaccadeMNIST-Translated60-v0"),
     "ram-cluttered60": Entry("agents.ram:load_agent", ("ram-cluttered60",), "train/ram.py --env SaccadeMNIST-Cluttered60-v0",
                              options={"preset": "SaccadeMNIST-Cluttered60-v0"}, env_id="SaccadeMNIST-Cluttered60-v0"),
+    # the same RAMs read Monte-Carlo: 8 sampled scanpaths of each scene, probabilities averaged
+    **{f"ram-{tag}-mc8": Entry("agents.ram:load_agent", (f"ram-{tag}",), f"train/ram.py --env {env}",
+                               options={"preset": env}, env_id=env, mc_samples=8)
+       for tag, env in (("centered28", "SaccadeMNIST-Centered28-v0"), ("translated60", "SaccadeMNIST-Translated60-v0"),
+                        ("cluttered60", "SaccadeMNIST-Cluttered60-v0"))},
     "stn-cluttered60": Entry("agents.stn:load_agent", ("stn-cluttered60",), "train/stn.py --env SaccadeMNIST-Cluttered60-v0",
                              options={"env": "SaccadeMNIST-Cluttered60-v0"}, env_id="SaccadeMNIST-Cluttered60-v0"),
 }

@@ -137,6 +137,18 @@ def plot(results: dict[str, list[BudgetResult]], privileged: dict[str, bool], ou
     plt.close(fig)
 
 
+def monte_carlo(agent, samples: int, *, env_id: str, budget: int, episodes: int, device, seed: int,
+                batch_size: int, bar) -> BudgetResult:
+    """:func:`agents.ram.evaluate_mc` on the same episodes as :func:`evaluate` (``samples``
+    scanpaths per scene, as many copies of the scene at once, so the waves are smaller)."""
+    from agents.ram import evaluate_mc
+
+    res = evaluate_mc(agent, env_id=env_id, budget=budget, episodes=episodes, samples=samples, device=device,
+                      seed=seed, batch_size=max(1, batch_size // samples))
+    bar.update(episodes)
+    return res
+
+
 def main(cfg: Config) -> str:
     device = resolve_device(cfg.device)
     names = list(cfg.agents) or registry.available(cfg.env)
@@ -166,8 +178,11 @@ def main(cfg: Config) -> str:
     with tqdm(total=len(cfg.budgets) * sum(episodes.values()), desc="episodes", unit="ep") as bar:
         for n, agent in agents.items():
             bar.set_postfix_str(n)
+            mc = registry.AGENTS[n].mc_samples
             results[n] = [evaluate(agent, env_id=cfg.env, budget=k, episodes=episodes[n], device=device,
-                                   seed=cfg.seed, batch_size=cfg.batch_size, on_wave=bar.update)
+                                   seed=cfg.seed, batch_size=cfg.batch_size, on_wave=bar.update) if not mc
+                          else monte_carlo(agent, mc, env_id=cfg.env, budget=k, episodes=episodes[n], device=device,
+                                           seed=cfg.seed, batch_size=cfg.batch_size, bar=bar)
                           for k in cfg.budgets]
     wall = time.perf_counter() - t0
     privileged = {n: bool(a.privileged) for n, a in agents.items()}

@@ -176,3 +176,28 @@ def test_scanpaths_gif(checkpoint_dir, tmp_path):
     assert im.n_frames >= 3 and im.size[0] > 2 * 256
     with pytest.raises(ValueError, match=".gif"):
         scanpaths.Config(out="x.mp4")
+
+
+def test_monte_carlo_entries_match_evaluate_mc(tmp_path, monkeypatch):
+    """A registry entry with mc_samples is compared through agents.ram.evaluate_mc, on the same
+    episodes and with the same answers as calling it directly."""
+    from agents.ram import RAMConfig, build_agent, config_dict, evaluate_mc, load_agent
+    from eval import compare_agents as ca
+    env = "SaccadeMNIST-Centered28-v0"
+    torch.manual_seed(0)
+    net = RAMConfig(hidden=16, what_hidden=8, where_hidden=8, std=0.3)
+    save_checkpoint(tmp_path / "ram-centered28.pt", agent="ram-centered28",
+                    config={"env_id": env, "net": config_dict(net), "max_saccades": 5},
+                    weights={"net": build_agent(net).net.state_dict()})
+    monkeypatch.setenv("SACCADE_ENV_CHECKPOINTS", str(tmp_path))
+    assert registry.AGENTS["ram-centered28-mc8"].mc_samples == 8
+    import agents.ram
+    calls = []
+    monkeypatch.setattr(agents.ram, "evaluate_mc", lambda *a, **k: calls.append(k["samples"]) or evaluate_mc(*a, **k))
+    ca.main(ca.Config(env=env, agents=("ram-centered28-mc8",), budgets=(2,), episodes=30, batch_size=80,
+                      device="cpu", out=str(tmp_path / "out")))
+    row = json.loads((tmp_path / "out" / "table.json").read_text())["rows"][0]
+    direct = evaluate_mc(load_agent(preset=env), env_id=env, budget=2, episodes=30, samples=8, seed=0,
+                         batch_size=10)
+    assert calls == [8] and row["episodes"] == 30 and row["mean_saccades"] == 2.0
+    assert row["accuracy"] == pytest.approx(direct.accuracy)
