@@ -112,17 +112,18 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
                                map_location=device)
     except CheckpointError as e:
         raise SystemExit(f"--init {cfg.init}: {e}") from None
-    src = build_agent(RAMConfig(**ckpt["config"]["net"]), device=device)
-    src.net.load_state_dict(ckpt["weights"]["net"])
+    theirs_cfg = RAMConfig(**ckpt["config"]["net"])
     keep = ("std", "policy_into_core", "obs_mean", "obs_std")
-    theirs = {k: v for k, v in dataclasses.asdict(src.net.cfg).items() if k not in keep}
+    theirs = {k: v for k, v in dataclasses.asdict(theirs_cfg).items() if k not in keep}
     ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
     differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
     if differ:
-        flags = " ".join(f"--{k.replace('_', '-')} {v[0]}" for k, v in differ.items())
-        raise SystemExit(f"--init {cfg.init} holds another network ({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
-                         f"pass {flags} or start without --init")
-    return src.net.cfg, src.net.state_dict()
+        flags = {f.name for f in dataclasses.fields(Config)}
+        fix = " ".join(f"--{k.replace('_', '-')} {a}" for k, (a, _) in differ.items() if k in flags)
+        raise SystemExit(f"--init {cfg.init} holds another network "
+                         f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
+                         f"{f'pass {fix} or ' if fix else ''}start without --init")
+    return theirs_cfg, ckpt["weights"]["net"]
 
 
 def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
