@@ -8,9 +8,9 @@ classifier applied to the core state::
 
     what  : glimpse (B, k, g, g) --norm--> Linear -> ReLU           (B, what_hidden)
     where : fixation (B, 2)              --> Linear -> ReLU          (B, where_hidden)
-    g_t   = ReLU(Linear(what) + Linear(where))                      (B, hidden)
+    g_t   = drop(ReLU(Linear(what) + Linear(where)))                (B, hidden)
     h_t   = core(g_t, h_{t-1})        GRU or LSTM cell               (B, hidden)
-    logits_t = Linear(h_t)            classifier, read at every step (B, 10)
+    logits_t = Linear(drop(h_t))      classifier, read at every step (B, 10)
     mu_t  = squash(Linear(h_t))       location policy mean           (B, 2)
     l_t   ~ N(mu_t, std^2), detached  the next fixation              (B, 2)
     b_t   = Linear(h_t.detach())      learned baseline of the reward (B,)
@@ -81,6 +81,8 @@ class RAMConfig:
         location: how the policy mean is kept in [-1, 1]: "tanh" (the paper) or "clamp"
             (straight-through clamp: the value clamped, the gradient passed as is).
         obs_mean, obs_std: normalisation of glimpse pixels (measured by the trainer).
+        dropout: dropout probability on the glimpse feature g_t and on the core state read by
+            the classifier (0: none, the paper); active only in training mode.
     """
 
     glimpse_size: int = 8
@@ -95,6 +97,7 @@ class RAMConfig:
     location: str = "tanh"
     obs_mean: float = 0.0
     obs_std: float = 1.0
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.core not in ("gru", "lstm"):
@@ -103,6 +106,8 @@ class RAMConfig:
             raise ValueError(f"location must be 'tanh' or 'clamp', got {self.location!r}")
         if not self.std > 0 or not self.obs_std > 0:
             raise ValueError(f"std and obs_std must be > 0, got std={self.std}, obs_std={self.obs_std}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -142,11 +147,12 @@ class RAMNet(nn.Module):
         self.locator = (nn.Linear(cfg.hidden, 2) if not cfg.locator_hidden else nn.Sequential(
             nn.Linear(cfg.hidden, cfg.locator_hidden), nn.ReLU(), nn.Linear(cfg.locator_hidden, 2)))
         self.baseline = nn.Linear(cfg.hidden, 1)
+        self.drop = nn.Dropout(cfg.dropout)  # identity when cfg.dropout == 0 or in eval mode
 
     def glimpse_features(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
         """(B, k, g, g) glimpse, (B, 2) fixation -> (B, hidden) glimpse feature g_t."""
         x = (glimpse - self.cfg.obs_mean) / self.cfg.obs_std
-        return torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation)))
+        return self.drop(torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation))))
 
     def mean_location(self, h: torch.Tensor) -> torch.Tensor:
         """(B, hidden) core state -> (B, 2) policy mean in [-1, 1] (the core detached unless
@@ -196,7 +202,7 @@ class RAMAgent(Seeded):
             h, c = net.core(x, state.h), None
         else:
             h, c = net.core(x, (state.h, state.c))
-        logits = net.classifier(h)  # (B, 10)
+        logits = net.classifier(net.drop(h))  # (B, 10)
         mu = net.mean_location(h)  # (B, 2)
         if self.deterministic:
             loc = mu.detach()

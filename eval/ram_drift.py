@@ -7,6 +7,7 @@ with the mean locations (deterministic, as agents.rollout.evaluate plays them).
 
 A policy whose distances grow glimpse after glimpse and whose fixations sit at the edge
 has drifted away from the digit (docs/notes/ram.md); one that learned to look stays near it.
+*moved* near 0 after a glimpse means the policy stays put and re-reads the same patch.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def fixation_distances(agent: RAMAgent, *, env_id: str, episodes: int = 500, see
     """Per glimpse t = 1..n, over ``episodes`` test episodes: mean fixation-to-digit distance
     (px); spread, the mean distance (px) of the fixations from their mean over the episodes
     (0: the same place whatever the scene); share of fixations with a coordinate at the
-    scene's edge (|x| or |y| >= 0.95); and the episodes' accuracy."""
+    scene's edge (|x| or |y| >= 0.95); moved, the mean distance (px) from the previous
+    glimpse's fixation (0 for the first: a policy that stops moving re-reads one patch);
+    and the episodes' accuracy."""
     venv = make_env(env_id, agent=agent, num_envs=episodes, device=device,
                     max_saccades=None, split="test")
     try:
@@ -35,7 +38,9 @@ def fixation_distances(agent: RAMAgent, *, env_id: str, episodes: int = 500, see
     dist = ((fix - ep.target_xy[None]).norm(dim=-1) * half).mean(1)  # (T,)
     spread = ((fix - fix.mean(1, keepdim=True)).norm(dim=-1) * half).mean(1)  # (T,)
     edge = (fix.abs().amax(-1) >= 0.95).float().mean(1)  # (T,)
+    moved = torch.cat([torch.zeros(1), ((fix[1:] - fix[:-1]).norm(dim=-1) * half).mean(1)])  # (T,)
     return {"distance_px": dist.tolist(), "spread_px": spread.tolist(), "at_edge": edge.tolist(),
+            "moved_px": moved.tolist(),
             "accuracy": float(ep.correct.float().mean())}
 
 
@@ -54,6 +59,7 @@ def main() -> None:
     print("distance px " + " ".join(f"{d:6.1f}" for d in r["distance_px"]))
     print("spread px   " + " ".join(f"{d:6.1f}" for d in r["spread_px"]))
     print("at edge     " + " ".join(f"{e:6.2f}" for e in r["at_edge"]))
+    print("moved px    " + " ".join(f"{d:6.1f}" for d in r["moved_px"]))
 
 
 if __name__ == "__main__":

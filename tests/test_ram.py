@@ -204,6 +204,7 @@ def test_drift_measure_on_centred_digits():
     assert len(r["distance_px"]) == 6 and r["distance_px"][0] == 0.0
     assert r["distance_px"][1:] == pytest.approx([7.0] * 5) and max(r["spread_px"]) == 0.0
     assert max(r["at_edge"]) == 0.0 and 0.0 <= r["accuracy"] <= 1.0
+    assert r["moved_px"] == pytest.approx([0.0, 7.0, 0.0, 0.0, 0.0, 0.0])  # one saccade, then it stays put
 
 
 def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
@@ -254,3 +255,40 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
         tr.main(tr.Config(**{**ft, "hidden": 64}))
     with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
         tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt")}))
+
+
+def test_dropout_acts_in_training_only_and_is_validated():
+    agent = build_agent(RAMConfig(dropout=0.5), deterministic=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        glimpse_ = torch.rand(64, 1, 8, 8)
+        obs = {"glimpse": glimpse_, "fixation": torch.zeros(64, 2), "saccades_left": torch.zeros(64, 1, dtype=torch.long)}
+        agent.net.train()
+        a1 = agent.act(obs, agent.reset(64, torch.device("cpu")))[1].logits[-1]
+        a2 = agent.act(obs, agent.reset(64, torch.device("cpu")))[1].logits[-1]
+        assert not torch.allclose(a1, a2)  # masks differ between calls in training mode
+        agent.net.eval()
+        e1 = agent.act(obs, agent.reset(64, torch.device("cpu")))[1].logits[-1]
+        e2 = agent.act(obs, agent.reset(64, torch.device("cpu")))[1].logits[-1]
+        assert torch.equal(e1, e2)
+    with pytest.raises(ValueError, match="dropout"):
+        RAMConfig(dropout=1.0)
+
+
+def test_logprob_reward_is_the_clipped_log_probability_of_the_label(monkeypatch):
+    """--reward logprob: REINFORCE's reward is log p(label) at the last step (clipped at -5),
+    its baseline regresses on that, and the classification loss is the same as with 0/1."""
+    mod = _train_module(monkeypatch)
+    agent, ep = _wave(False)
+    st = ep.state
+    L01 = mod.losses(ep, mod.Config(env="SaccadeMNIST-Translated60-v0"))
+    Llp = mod.losses(ep, mod.Config(env="SaccadeMNIST-Translated60-v0", reward="logprob"))
+    R = F.log_softmax(st.logits[-1].detach(), -1).gather(1, ep.label[:, None])[:, 0].clamp(min=-5.0)
+    assert float(Llp["reward"]) == pytest.approx(float(R.mean()), rel=1e-5)
+    assert float(L01["reward"]) == pytest.approx(float(ep.correct.float().mean()))
+    assert float(Llp["ce"].detach()) == pytest.approx(float(L01["ce"].detach())) and float(Llp["accuracy"]) == float(L01["accuracy"])
+    look = torch.stack(st.look).float()
+    b = torch.stack(st.baseline)
+    want = (((b - R.detach()) ** 2) * look).sum() / look.sum()
+    assert float(Llp["baseline"].detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+    assert float(R.max()) <= 0.0 and float(R.min()) >= -5.0

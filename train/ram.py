@@ -9,7 +9,10 @@ plus the supervised classification loss (the paper's hybrid loss).
 Each iteration plays one wave of ``batch_size`` episodes on the batched environment
 (training split, fresh digits every wave) through agents.rollout.run_episodes with
 autograd on; the agent samples its locations (policy std ``--std``) and answers after
-``n_glimpses - 1`` saccades.  Losses, with R = 1 for a right answer, 0 otherwise:
+``n_glimpses - 1`` saccades.  Losses, with the reward R = 1 for a right answer, 0 otherwise
+(``--reward correct``, the paper) or R = log p(true class) at the last step, clipped at -5
+(``--reward logprob``: when nearly every training answer is right, a 0/1 reward no longer
+tells one scanpath from another):
 
     classification: cross-entropy of the last step + every_step_weight * mean over earlier steps
                     (so the agent can be read at any budget k)
@@ -58,6 +61,8 @@ class Config:
     location: str = field(default="tanh", metadata={"help": "policy mean squashing: tanh (the paper) or clamp "
                                                             "(straight-through clamp to [-1, 1])",
                                                     "choices": ("tanh", "clamp")})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the glimpse feature and the classifier's "
+                                                          "input (training only; 0: none)"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     locator_lr: float = field(default=0.1, metadata={"help": "the location network's lr as a fraction of lr"})
     lr_final: float = field(default=0.1, metadata={"help": "final lr as a fraction of lr (cosine decay)"})
@@ -65,6 +70,10 @@ class Config:
     max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
     batch_size: int = field(default=128, metadata={"help": "episodes per iteration"})
     every_step_weight: float = field(default=0.5, metadata={"help": "weight of the earlier steps' CE"})
+    reward: str = field(default="correct", metadata={
+        "help": "REINFORCE's reward: correct (1 for a right answer, 0 otherwise: the paper) or logprob "
+                "(log-probability of the true class at the last step, clipped at -5: it still ranks "
+                "scanpaths when nearly every answer is right)", "choices": ("correct", "logprob")})
     reinforce_weight: float = field(default=1.0, metadata={"help": "weight of the REINFORCE loss"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient norm clip"})
     eval_every: int = field(default=500, metadata={"help": "iterations between test-split monitor evals"})
@@ -113,7 +122,7 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
     except CheckpointError as e:
         raise SystemExit(f"--init {cfg.init}: {e}") from None
     theirs_cfg = RAMConfig(**ckpt["config"]["net"])
-    keep = ("std", "policy_into_core", "obs_mean", "obs_std")
+    keep = ("std", "policy_into_core", "obs_mean", "obs_std", "dropout")
     theirs = {k: v for k, v in dataclasses.asdict(theirs_cfg).items() if k not in keep}
     ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
     differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
@@ -129,8 +138,12 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
 def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
     """The hybrid loss of one wave (Episodes whose state is a RAMState)."""
     st: RAMState = ep.state
-    label, R = ep.label, ep.correct.float()  # (B,)
+    label = ep.label
     ce = [F.cross_entropy(lg, label) for lg in st.logits]
+    if cfg.reward == "correct":
+        R = ep.correct.float()  # (B,)
+    else:
+        R = F.log_softmax(st.logits[-1].detach(), -1).gather(1, label[:, None])[:, 0].clamp(min=-5.0)
     ce_loss = ce[-1] + (cfg.every_step_weight * torch.stack(ce[:-1]).mean() if len(ce) > 1 else 0.0)
     look = torch.stack(st.look).float()  # (T, B)
     n_looks = look.sum().clamp(min=1.0)
@@ -140,7 +153,7 @@ def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
     reinforce = -(torch.stack(st.log_pi) * adv * look).sum() / n_looks
     total = ce_loss + base_loss + cfg.reinforce_weight * reinforce
     return {"total": total, "ce": ce_loss, "ce_last": ce[-1], "baseline": base_loss, "reinforce": reinforce,
-            "reward": R.mean()}
+            "reward": R.mean(), "accuracy": ep.correct.float().mean()}
 
 
 def main(cfg: Config) -> None:
@@ -159,7 +172,7 @@ def main(cfg: Config) -> None:
     probe.close()
     net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
-                        locator_hidden=cfg.locator_hidden, location=cfg.location,
+                        locator_hidden=cfg.locator_hidden, location=cfg.location, dropout=cfg.dropout,
                         obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
     init = init_weights(cfg, net_cfg, device=device) if cfg.init else None
     if init is not None:  # the checkpoint's pixel normalisation goes with its weights
@@ -235,7 +248,7 @@ def main(cfg: Config) -> None:
         if step % 50 == 0:
             for k, v in L.items():
                 tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
-            bar.set_postfix(acc=f"{float(L['reward']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
+            bar.set_postfix(acc=f"{float(L['accuracy']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
         if (step + 1) % cfg.eval_every == 0:
             bar.write(f"iteration {step + 1}: test accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
                       f"({(time.perf_counter() - t0) / 60:.1f} min)")
