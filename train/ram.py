@@ -238,6 +238,8 @@ def main(cfg: Config) -> None:
     step = start
     for step in bar:
         agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
+        if cfg.dropout:  # dropout draws from torch's global generator: seed it per iteration too
+            torch.manual_seed(cfg.seed * 7919 + step)
         ep = run_episodes(venv, agent, seed=cfg.seed * 10**8 + step * cfg.batch_size, record=True, grad=True)
         L = losses(ep, cfg)
         opt.zero_grad(set_to_none=True)
