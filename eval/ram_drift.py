@@ -38,7 +38,7 @@ def fixation_distances(agent: RAMAgent, *, env_id: str, episodes: int = 500, see
     dist = ((fix - ep.target_xy[None]).norm(dim=-1) * half).mean(1)  # (T,)
     spread = ((fix - fix.mean(1, keepdim=True)).norm(dim=-1) * half).mean(1)  # (T,)
     edge = (fix.abs().amax(-1) >= 0.95).float().mean(1)  # (T,)
-    moved = torch.cat([torch.zeros(1), ((fix[1:] - fix[:-1]).norm(dim=-1) * half).mean(1)])  # (T,)
+    moved = torch.cat([fix.new_zeros(1), ((fix[1:] - fix[:-1]).norm(dim=-1) * half).mean(1)])  # (T,)
     return {"distance_px": dist.tolist(), "spread_px": spread.tolist(), "at_edge": edge.tolist(),
             "moved_px": moved.tolist(),
             "accuracy": float(ep.correct.float().mean())}
