@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import rng
+from .data import parse_split
 from .retina import Periphery, PeripheryConfig, fovea, glimpse
 from .scene import DIGIT, SceneConfig, SceneSampler, offsets_to_xy
 
@@ -43,7 +44,9 @@ class EnvConfig:
             ``glimpse_size`` samples, the j-th covering ``glimpse_size * 2**j`` px.
         max_saccades: saccades allowed before an answer is due.
         saccade_cost: reward subtracted per saccade.
-        split: "train" (MNIST's 60k training digits) or "test" (its 10k test digits).
+        split: "train" (MNIST's 60k training digits) or "test" (its 10k test digits), or a
+            contiguous slice of one: "train[:55000]" and "train[55000:]" split the training
+            digits into a fitting set and a validation set.
         privileged: expose the scene and the target position in ``info`` (for the
             oracle baseline and planners that use what no eye has seen yet).
     """
@@ -76,8 +79,7 @@ class EnvConfig:
             raise ValueError(f"max_saccades must be an int >= 0, got {self.max_saccades!r}")
         if not (isinstance(self.saccade_cost, (int, float)) and self.saccade_cost >= 0):
             raise ValueError(f"saccade_cost must be a number >= 0, got {self.saccade_cost!r}")
-        if self.split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
+        parse_split(self.split)  # "train", "test" or a slice such as "train[:55000]"; the error says so
 
 
 _SCENE_FIELDS = {f.name for f in dataclasses.fields(SceneConfig)}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MNIST_DIR_ENV", "DEFAULT_MIRRORS", "MNISTDataError", "load_mnist"]
+__all__ = ["MNIST_DIR_ENV", "DEFAULT_MIRRORS", "MNISTDataError", "load_mnist", "parse_split"]
 
 MNIST_DIR_ENV = "SACCADE_ENV_MNIST_DIR"
 DEFAULT_MIRRORS: tuple[str, ...] = (
@@ -55,6 +56,8 @@ _CHECKSUMS: dict[str, tuple[str, int]] = {
     "t10k-labels-idx1-ubyte.gz": ("27ae3e4e09519cfbb04c329615203637", 10008),
 }
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
+
+_SLICE = re.compile(r"^(\w+)\[(\d*):(\d*)\]$")
 
 _cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 _cache_lock = threading.Lock()
@@ -180,7 +183,8 @@ def load_mnist(
     """Load one MNIST split as read-only numpy arrays.
 
     Args:
-        split: ``"train"`` (60000 examples) or ``"test"`` (10000 examples).
+        split: ``"train"`` (60000 examples) or ``"test"`` (10000 examples), or a
+            contiguous slice of one, ``"train[:55000]"`` (see :func:`parse_split`).
         data_dir: directory holding the four ``*-idx?-ubyte.gz`` files. Defaults
             to ``$SACCADE_ENV_MNIST_DIR`` if set, else the copy bundled with the
             package.
@@ -191,19 +195,19 @@ def load_mnist(
     Returns:
         ``(images, labels)``: images of shape (N, 28, 28), dtype uint8, values
         0..255; labels of shape (N,), dtype int64, values 0..9. Both arrays are
-        read-only and cached per (directory, split) for the process lifetime.
+        read-only and cached per (directory, split) for the process lifetime (a
+        slice is a view of the cached split).
 
     Raises:
-        ValueError: unknown ``split``.
+        ValueError: unknown or malformed ``split``.
         MNISTDataError: a file is missing, corrupted or could not be downloaded.
     """
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+    split, start, stop = parse_split(split)
     directory, bundled = _resolve_dir(data_dir)
     key = (str(directory), split)
     with _cache_lock:
         if key in _cache:
-            return _cache[key]
+            return _sliced(_cache[key], start, stop)
         images_name, labels_name, count = _SPLITS[split]
         for name in (images_name, labels_name):
             path = directory / name
@@ -235,4 +239,36 @@ def load_mnist(
         images.flags.writeable = False
         labels.flags.writeable = False
         _cache[key] = (images, labels)
+        return _sliced(_cache[key], start, stop)
+
+
+def _sliced(arrays: tuple[np.ndarray, np.ndarray], start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cached arrays themselves for a whole split, else read-only views of the slice."""
+    images, labels = arrays
+    if start == 0 and stop == len(labels):
         return images, labels
+    return images[start:stop], labels[start:stop]
+
+
+def parse_split(split: str) -> tuple[str, int, int]:
+    """``(name, start, stop)`` of a split string: ``"train"``, ``"test"``, or a contiguous
+    slice of one in Python's notation, ``"train[:55000]"`` / ``"train[55000:]"`` (e.g. to hold
+    out the last 5,000 training digits for validation; negative indices are not accepted).
+
+    Raises:
+        ValueError: an unknown name, a malformed or empty slice, or bounds past the split's size.
+    """
+    if not isinstance(split, str):
+        raise ValueError(f"split must be a string such as 'train', 'test' or 'train[:55000]', got {split!r}")
+    m = _SLICE.match(split)
+    name = m.group(1) if m else split
+    if name not in _SPLITS:
+        raise ValueError(f"split must be one of {sorted(_SPLITS)}, optionally sliced as in 'train[:55000]' "
+                         f"or 'train[55000:]', got {split!r}")
+    count = _SPLITS[name][2]
+    start = int(m.group(2)) if m and m.group(2) else 0
+    stop = int(m.group(3)) if m and m.group(3) else count
+    if not 0 <= start < stop <= count:
+        raise ValueError(f"split {split!r} selects no digits or goes past the {count} of {name!r}: "
+                         f"use 0 <= start < stop <= {count}, e.g. '{name}[:{count * 11 // 12}]'")
+    return name, start, stop

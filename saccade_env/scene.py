@@ -176,7 +176,7 @@ class SceneSampler:
 
     Args:
         cfg: the scene's configuration.
-        split: "train" (60k MNIST digits) or "test" (10k).
+        split: "train" (60k MNIST digits), "test" (10k) or a slice such as "train[:55000]".
         device: where the digits, textures and scenes live.
         data_dir: MNIST directory (see :func:`saccade_env.data.load_mnist`).
     """

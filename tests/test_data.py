@@ -109,6 +109,28 @@ def test_bad_split(split: str) -> None:
         load_mnist(split)
 
 
+@pytest.mark.parametrize("split", ["train[:0]", "train[5:3]", "train[:60001]", "train[-5:]", "test[:]x", "val[:10]"])
+def test_bad_split_slice(split: str) -> None:
+    with pytest.raises(ValueError, match=r"train\[:55000\]"):  # the error shows the notation
+        load_mnist(split)
+
+
+def test_split_slices_are_views_of_the_split() -> None:
+    """"train[:55000]" and "train[55000:]" partition the training digits; an environment
+    on a slice draws only from it."""
+    images, labels = load_mnist("train")
+    fit, fit_labels = load_mnist("train[:55000]")
+    held, held_labels = load_mnist("train[55000:]")
+    assert fit.shape == (55000, 28, 28) and held.shape == (5000, 28, 28) and held_labels.shape == (5000,)
+    np.testing.assert_array_equal(np.concatenate([fit, held]), images)
+    np.testing.assert_array_equal(np.concatenate([fit_labels, held_labels]), labels)
+    assert not held.flags.writeable
+    assert load_mnist("test[100:200]")[0].shape == (100, 28, 28) and load_mnist("train[:]")[0].shape[0] == 60000
+    from saccade_env.scene import SceneConfig, SceneSampler
+    sampler = SceneSampler(SceneConfig(size=28, placement="center", noise=0.0, mask=False), split="train[59990:]")
+    np.testing.assert_array_equal(sampler.digits.numpy(), images[59990:])
+
+
 # --- verification of user files ---------------------------------------------
 
 

@@ -292,3 +292,55 @@ def test_logprob_reward_is_the_clipped_log_probability_of_the_label(monkeypatch)
     want = (((b - R.detach()) ** 2) * look).sum() / look.sum()
     assert float(Llp["baseline"].detach()) == pytest.approx(float(want.detach()), rel=1e-5)
     assert float(R.max()) <= 0.0 and float(R.min()) >= -5.0
+
+
+def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, monkeypatch):
+    """--valid N: the waves draw from the first 60000 - N training digits, the monitor reads the
+    last N (never the test split), and the checkpoint holds the weights of the best monitor
+    score; --weight-decay decays every weight but the location network's."""
+    monkeypatch.chdir(tmp_path)
+    tr = _train_module(monkeypatch)
+    real_evaluate, real_make_env = tr.evaluate, tr.make_env
+    scripted = iter([0.2, 0.9, 0.5, 0.3])  # the monitor scores of iterations 4, 8, 12, 16
+    seen: list[tuple[str, dict]] = []
+
+    def fake_evaluate(agent, *, split="test", **kw):
+        if split == "test":  # the final scores
+            return real_evaluate(agent, split=split, **kw)
+        seen.append((split, {k: v.detach().clone() for k, v in agent.net.state_dict().items()}))
+        return type("R", (), {"accuracy": next(scripted)})()
+
+    splits = []
+    monkeypatch.setattr(tr, "evaluate", fake_evaluate)
+    monkeypatch.setattr(tr, "make_env", lambda *a, split, **kw: splits.append(split) or real_make_env(*a, split=split, **kw))
+    out = tmp_path / "c.pt"
+    cfg = tr.Config(env="SaccadeMNIST-Centered28-v0", steps=16, batch_size=16, hidden=32, valid=2000, eval_every=4,
+                    eval_episodes=20, final_episodes=20, device="cpu", out=str(out), threads=1)
+    threads = torch.get_num_threads()
+    try:
+        tr.main(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert splits == ["train[:58000]"] and [s for s, _ in seen] == ["train[58000:]"] * 4
+    ck = torch.load(out, weights_only=False)
+    assert ck["meta"]["selected_iteration"] == 8 and ck["meta"]["valid_accuracy"] == 0.9
+    for name, w in seen[1][1].items():  # iteration 8's weights, not the last ones
+        torch.testing.assert_close(ck["weights"]["net"][name], w, atol=0, rtol=0)
+    assert any(not torch.equal(seen[1][1][n], w) for n, w in seen[3][1].items())
+
+    # --weight-decay: with a vanishing lr, one step multiplies the weights by 1 - lr * wd
+    monkeypatch.setattr(tr, "evaluate", real_evaluate)
+    out2 = tmp_path / "wd.pt"
+    wd = {**cfg.__dict__, "valid": 0, "steps": 1, "lr": 1e-12, "weight_decay": 1e10, "init": str(out),
+          "out": str(out2), "run_name": "wd"}
+    try:
+        tr.main(tr.Config(**wd))
+    finally:
+        torch.set_num_threads(threads)
+    after = torch.load(out2, weights_only=False)["weights"]["net"]
+    for name, w in ck["weights"]["net"].items():
+        want = w if name.startswith("locator.") else 0.99 * w
+        torch.testing.assert_close(after[name], want, atol=1e-6, rtol=1e-5)
+    for bad in ({"weight_decay": -1.0}, {"valid": 40000}):
+        with pytest.raises(ValueError, match="--weight-decay|--valid"):
+            tr.Config(env="SaccadeMNIST-Centered28-v0", **bad)

@@ -23,6 +23,11 @@ Adam, cosine decay; the location network's lr is ``--locator-lr`` (0.1) times ``
 REINFORCE's gradient is mostly noise, and at the full lr Adam turns it into a random walk
 of the policy mean away from the digit (docs/notes/ram.md, "drift").
 
+``--valid N`` holds the last N training digits out: the waves draw from the other 60000 - N, the
+monitor evaluations read the held-out ones, and the checkpoint keeps the weights of the best
+monitor score (early stopping without looking at the test split). ``--weight-decay`` is AdamW's
+decoupled decay on every weight but the location network's.
+
 The shipped checkpoint goes to checkpoints/ram-<tag>.pt (agents.ram.checkpoint_name).
 """
 from __future__ import annotations
@@ -75,8 +80,14 @@ class Config:
                 "(log-probability of the true class at the last step, clipped at -5: it still ranks "
                 "scanpaths when nearly every answer is right)", "choices": ("correct", "logprob")})
     reinforce_weight: float = field(default=1.0, metadata={"help": "weight of the REINFORCE loss"})
+    weight_decay: float = field(default=0.0, metadata={"help": "decoupled (AdamW) weight decay on every weight but "
+                                                                "the location network's (0: none)"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient norm clip"})
-    eval_every: int = field(default=500, metadata={"help": "iterations between test-split monitor evals"})
+    valid: int = field(default=0, metadata={"help": "hold out the last N training digits: train on the others, "
+                                                    "monitor on these and keep the weights of the best monitor "
+                                                    "score (0: monitor on the test split, keep the last weights)"})
+    eval_every: int = field(default=500, metadata={"help": "iterations between monitor evals (--valid's digits, "
+                                                           "or the test split)"})
     eval_episodes: int = field(default=1000, metadata={"help": "episodes of each monitor eval"})
     final_episodes: int = field(default=10000, metadata={"help": "test episodes of the final scores"})
     seed: int = field(default=0, metadata={"help": "random seed"})
@@ -93,6 +104,11 @@ class Config:
         checkpoint_name(self.env)  # a known preset
         if self.batch_size < 2 or self.steps < 1 or self.lr <= 0:
             raise ValueError("need batch_size >= 2, steps >= 1, lr > 0")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.valid <= 30000:
+            raise ValueError(f"--valid is a number of held-out training digits in 0..30000 (e.g. 5000), "
+                             f"got {self.valid}")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
@@ -164,9 +180,13 @@ def main(cfg: Config) -> None:
     rdir = run_dir("runs", cfg.run_name or key)
     out = cfg.out or str(CHECKPOINTS / f"{key}.pt")
     size, scales, n_sacc = sensor(cfg)
+    # --valid N: fit on the first 60000 - N training digits, select on the last N
+    fit_split = f"train[:{60000 - cfg.valid}]" if cfg.valid else "train"
+    monitor_split = f"train[{60000 - cfg.valid}:]" if cfg.valid else "test"
+    monitor_tag = "valid" if cfg.valid else "test"
 
     # normalise glimpse pixels with statistics of a first training wave
-    probe = gym.make_vec(cfg.env, num_envs=256, device=device, split="train", sensors=("glimpse",),
+    probe = gym.make_vec(cfg.env, num_envs=256, device=device, split=fit_split, sensors=("glimpse",),
                          glimpse_size=size, glimpse_scales=scales)
     g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
     probe.close()
@@ -188,8 +208,9 @@ def main(cfg: Config) -> None:
     # policy mean; a smaller lr there (--locator-lr) slows the walk
     loc_params = list(agent.net.locator.parameters())
     rest = [p for p in agent.net.parameters() if all(p is not q for q in loc_params)]
-    opt = torch.optim.Adam([{"params": rest, "scale": 1.0}, {"params": loc_params, "scale": cfg.locator_lr}],
-                           lr=cfg.lr)
+    groups = [{"params": rest, "scale": 1.0, "weight_decay": cfg.weight_decay},
+              {"params": loc_params, "scale": cfg.locator_lr, "weight_decay": 0.0}]
+    opt = torch.optim.Adam(groups, lr=cfg.lr, decoupled_weight_decay=True)
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
@@ -199,38 +220,49 @@ def main(cfg: Config) -> None:
             grp["lr"] = grp["scale"] * cfg.lr * decay
 
     start, elapsed = 0, 0.0
+    best = {"accuracy": -1.0, "step": 0, "net": None}  # with --valid: the best monitor score's weights
     if cfg.resume and (rdir / "resume.pt").is_file():
         r = torch.load(rdir / "resume.pt", map_location=device, weights_only=False)
         agent.net.load_state_dict(r["net"])
         if len(r["opt"]["param_groups"]) == len(opt.param_groups):
             opt.load_state_dict(r["opt"])
-            opt.param_groups[1]["scale"] = cfg.locator_lr  # this run's setting, not the saved one
+            for grp, mine in zip(opt.param_groups, groups):  # this run's settings, not the saved ones
+                grp["scale"], grp["weight_decay"], grp["decoupled_weight_decay"] = \
+                    mine["scale"], mine["weight_decay"], True
         else:  # a resume file from before the location network had its own lr
             print("resume file's optimizer has another parameter grouping: Adam restarts from zero moments")
         start, elapsed = r["step"], r["elapsed"]
+        best = r.get("best", best)
         print(f"resumed from {rdir / 'resume.pt'} at iteration {start}")
     elif cfg.resume:
         print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
 
     venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
-                    split="train")
+                    split=fit_split)
     tb = writer(rdir)
     t0 = time.perf_counter() - elapsed
 
     def save_resume(step: int) -> None:
         atomic_save({"net": agent.net.state_dict(), "opt": opt.state_dict(),
-                     "step": step, "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)},
+                     "step": step, "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg),
+                     "best": best},
                     rdir / "resume.pt")
+
+    last_monitored = [-1]
 
     def monitor(step: int, episodes: int) -> float:
         agent.net.eval()
         agent.deterministic = True
         acc = evaluate(agent, env_id=cfg.env, budget=n_sacc, episodes=episodes, device=device,
-                       seed=12345, batch_size=min(1000, episodes)).accuracy
+                       seed=12345, batch_size=min(1000, episodes), split=monitor_split).accuracy
         agent.deterministic = False
         agent.net.train()
-        tb.add_scalar("test/accuracy", acc, step)
-        tb.add_scalar("test/accuracy_vs_minutes", acc, int((time.perf_counter() - t0) / 60 * 100))
+        tb.add_scalar(f"{monitor_tag}/accuracy", acc, step)
+        tb.add_scalar(f"{monitor_tag}/accuracy_vs_minutes", acc, int((time.perf_counter() - t0) / 60 * 100))
+        last_monitored[0] = step
+        if cfg.valid and acc > best["accuracy"]:
+            best.update(accuracy=acc, step=step,
+                        net={k: v.detach().clone() for k, v in agent.net.state_dict().items()})
         return acc
 
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=key, dynamic_ncols=True,
@@ -252,7 +284,7 @@ def main(cfg: Config) -> None:
                 tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
             bar.set_postfix(acc=f"{float(L['accuracy']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
         if (step + 1) % cfg.eval_every == 0:
-            bar.write(f"iteration {step + 1}: test accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
+            bar.write(f"iteration {step + 1}: {monitor_tag} accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
                       f"({(time.perf_counter() - t0) / 60:.1f} min)")
         if (step + 1) % cfg.save_every == 0:
             save_resume(step + 1)
@@ -260,9 +292,15 @@ def main(cfg: Config) -> None:
             bar.write(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {step + 1}")
             break
     step += 1
+    if cfg.valid and last_monitored[0] != step:  # the last weights compete too
+        print(f"iteration {step}: valid accuracy {monitor(step, cfg.eval_episodes):.4f}")
     save_resume(step)
     wall = time.perf_counter() - t0
     venv.close()
+    if cfg.valid:
+        agent.net.load_state_dict(best["net"])
+        print(f"keeping the weights of iteration {best['step']} (valid accuracy {best['accuracy']:.4f} "
+              f"on the last {cfg.valid} training digits)")
 
     agent.net.eval()
     agent.deterministic = True
@@ -275,7 +313,10 @@ def main(cfg: Config) -> None:
     print("test accuracy by saccade budget:", {k: round(v, 4) for k, v in scores.items()})
     meta = {"command": "python " + " ".join(sys.argv), "seed": cfg.seed, "device": str(device),
             "wall_time_s": round(wall, 1), "iterations": step, "episodes_seen": step * cfg.batch_size,
-            "scores": scores, "score_episodes": cfg.final_episodes, "torch_threads": torch.get_num_threads()}
+            "scores": scores, "score_episodes": cfg.final_episodes, "torch_threads": torch.get_num_threads(),
+            "fit_split": fit_split, "monitor_split": monitor_split}
+    if cfg.valid:
+        meta.update(selected_iteration=best["step"], valid_accuracy=best["accuracy"])
     save_checkpoint(out, agent=key, config={"env_id": cfg.env, "net": config_dict(net_cfg),
                                             "max_saccades": n_sacc, "train": dataclasses.asdict(cfg)},
                     weights={"net": agent.net.state_dict()}, meta=meta)
