@@ -48,6 +48,7 @@ from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_ch
 from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
 from agents.rollout import evaluate, make_env, run_episodes
+from saccade_env.data import parse_split
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,10 @@ def main(cfg: Config) -> None:
     rdir = run_dir("runs", cfg.run_name or key)
     out = cfg.out or str(CHECKPOINTS / f"{key}.pt")
     size, scales, n_sacc = sensor(cfg)
-    # --valid N: fit on the first 60000 - N training digits, select on the last N
-    fit_split = f"train[:{60000 - cfg.valid}]" if cfg.valid else "train"
-    monitor_split = f"train[{60000 - cfg.valid}:]" if cfg.valid else "test"
+    # --valid N: fit on the first n_train - N training digits, select on the last N
+    n_train = parse_split("train")[2]
+    fit_split = f"train[:{n_train - cfg.valid}]" if cfg.valid else "train"
+    monitor_split = f"train[{n_train - cfg.valid}:]" if cfg.valid else "test"
     monitor_tag = "valid" if cfg.valid else "test"
 
     # normalise glimpse pixels with statistics of a first training wave
@@ -267,7 +269,7 @@ def main(cfg: Config) -> None:
 
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=key, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
-    step = start
+    step = start - 1  # a resumed run with nothing left to train ends at iteration `start`
     for step in bar:
         agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
         if cfg.dropout:  # dropout draws from torch's global generator: seed it per iteration too
