@@ -1,8 +1,9 @@
 """RAM's glimpse extraction: samples/s of the batched ``saccade_env.retina.glimpse`` versus
-a per-sample Python loop of slicing (what RAM reimplementations typically do), on CPU.
+a per-sample Python loop of slicing (what RAM reimplementations typically do), on CPU or CUDA.
 
-    python bench/ram_glimpse.py                       # the three RAM sensors, batch 1024
+    python bench/ram_glimpse.py                       # the three RAM sensors, batch 1024, CPU
     python bench/ram_glimpse.py --batch 256 --repeats 5 --threads 1
+    python bench/ram_glimpse.py --device cuda --batch 16384
 
 Both produce the same patches (checked here before timing): the loop pads the batch of
 scenes once, then for every sample and scale slices the (size * 2**j)-px square around the
@@ -45,11 +46,12 @@ def loop_glimpse(scenes: torch.Tensor, fixations: torch.Tensor, *, size: int, sc
     return torch.stack(out)
 
 
-def rate(fn, repeats: int, batch: int) -> float:
+def rate(fn, repeats: int, batch: int, sync=lambda: None) -> float:
+    fn(); sync()  # warm-up (CUDA kernels, allocator)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(); sync()
         best = min(best, time.perf_counter() - t0)
     return batch / best
 
@@ -59,21 +61,28 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this torch sees no CUDA device; run on a GPU machine or use --device cpu")
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
     rows = []
     for name, (S, size, scales) in SENSORS.items():
-        scenes = torch.rand(args.batch, S, S, generator=g)
-        fix = torch.round((torch.rand(args.batch, 2, generator=g) * 2 - 1) * (S / 2)) / (S / 2)
+        scenes = torch.rand(args.batch, S, S, generator=g).to(dev)
+        fix = (torch.round((torch.rand(args.batch, 2, generator=g) * 2 - 1) * (S / 2)) / (S / 2)).to(dev)
         ref = loop_glimpse(scenes, fix, size=size, scales=scales, pad=0.0)
         torch.testing.assert_close(glimpse(scenes, fix, size=size, scales=scales), ref, atol=1e-6, rtol=0)
-        batched = rate(lambda: glimpse(scenes, fix, size=size, scales=scales), args.repeats, args.batch)
-        loop = rate(lambda: loop_glimpse(scenes, fix, size=size, scales=scales, pad=0.0), args.repeats, args.batch)
+        batched = rate(lambda: glimpse(scenes, fix, size=size, scales=scales), args.repeats, args.batch, sync)
+        loop = rate(lambda: loop_glimpse(scenes, fix, size=size, scales=scales, pad=0.0), args.repeats, args.batch,
+                    sync)
         rows.append({"sensor": name, "batch": args.batch, "batched_per_s": round(batched),
                      "loop_per_s": round(loop), "speedup": round(batched / loop, 1)})
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{args.threads} CPU thread(s)"
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), batch {args.batch}, best of {args.repeats}\n")
+          f"{where}, batch {args.batch}, best of {args.repeats}\n")
     print("| sensor | batched glimpse (samples/s) | per-sample loop (samples/s) | speed-up |")
     print("|---|---|---|---|")
     for r in rows:

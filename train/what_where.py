@@ -29,7 +29,7 @@ from tqdm import tqdm
 from agents import what_where as ww
 from agents.baselines import load_foveal
 from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.cli import budget_done, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
 from saccade_env.retina import Periphery
@@ -63,6 +63,8 @@ class Config:
                                                           "softmax(logits over cells) and softmax(targets / cell_tau)"})
     cell_tau: float = field(default=0.05, metadata={"help": "temperature of the cell-choice targets"})
     steps: int = field(default=3000, metadata={"help": "optimiser steps"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time, the map and data "
+                                                               "generation included (0: no limit)"})
     batch_size: int = field(default=128, metadata={"help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine decay)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
@@ -197,28 +199,41 @@ def main(cfg: Config) -> dict:
     if cfg.init:
         where.load_state_dict(load_checkpoint(cfg.init, agent=ww.NAME, script=ww.SCRIPT)["weights"]["where"])
     opt = torch.optim.Adam(where.parameters(), lr=cfg.lr)
-    sched = cosine(opt, cfg.steps)
+
+    def set_lr(step: int) -> None:
+        """Cosine decay to 0 over the steps or the wall-clock budget, whichever ends first."""
+        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.max_minutes * 60)
+        for grp in opt.param_groups:
+            grp["lr"] = cfg.lr * cosine_factor(done)
+
     start, elapsed = 0, time.perf_counter() - t0
     if cfg.resume:
-        start, elapsed = load_resume(rdir / "resume.pt", device=device, where=where, opt=opt, sched=sched, gen=gen)
+        start, elapsed = load_resume(rdir / "resume.pt", device=device, where=where, opt=opt, gen=gen)
     t0 = time.perf_counter() - elapsed
     tb = writer(rdir)
     tb.add_image("what_accuracy_map", acc_map[None].clamp(0, 1), 0)
     n = data["fixation"].shape[0]
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where"):
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where")
+    for step in bar:
+        if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
+            save_resume(rdir / "resume.pt", step=step, elapsed=time.perf_counter() - t0, config=cfg,
+                        where=where, opt=opt, gen=gen)
+            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached after {step} steps")
+            break
+        set_lr(step)
         idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
         logits = where(data["periphery"][idx].float(), data["fixation"][idx])
         loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step(); sched.step()
+        opt.step()
         if step % cfg.log_every == 0 or step + 1 == cfg.steps:
             tb.add_scalar("train/bce", loss.item(), step)
             for k, v in choice_quality(where, val, acc_map, cfg).items():
                 tb.add_scalar(f"val/target_accuracy_{k}", v, step)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
-                        where=where, opt=opt, sched=sched, gen=gen)
+                        where=where, opt=opt, gen=gen)
     wall = time.perf_counter() - t0
     quality = choice_quality(where, val, acc_map, cfg)
     scores = {f"val_target_accuracy_{k}": round(v, 4) for k, v in quality.items()}
