@@ -49,6 +49,9 @@ class SceneConfig:
         texture_seed: seed of the bank (the bank is a pure function of this config).
         mask: multiply the display by a disc of diameter ``size`` (outside: background level).
         n_clutter, clutter_size: pieces of other digits (random crops) scattered in the scene.
+        jitter: after placement, the digit moves by a uniform integer offset in [-jitter, jitter]
+            px on each axis, and the scene's edge may crop it: a training augmentation (e.g. on
+            the centred 28x28 preset, where no placement moves the digit). 0 in every preset.
     """
 
     size: int = 128
@@ -64,6 +67,7 @@ class SceneConfig:
     mask: bool = True
     n_clutter: int = 0
     clutter_size: int = 8
+    jitter: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < DIGIT or self.size % 2:
@@ -88,6 +92,8 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.n_clutter must be an int >= 0, got {self.n_clutter!r}")
         if not (isinstance(self.clutter_size, int) and 1 <= self.clutter_size <= DIGIT):
             raise ValueError(f"SceneConfig.clutter_size must be an int in 1..{DIGIT}, got {self.clutter_size!r}")
+        if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):
+            raise ValueError(f"SceneConfig.jitter must be an int in 0..{DIGIT // 2} (px), got {self.jitter!r}")
 
     @property
     def max_offset(self) -> int:
@@ -212,7 +218,7 @@ class SceneSampler:
     @property
     def n_uniforms(self) -> int:
         """Uniform numbers :meth:`sample` consumes per scene."""
-        return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter
+        return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter + (2 if self.cfg.jitter else 0)
 
     def sample(self, u: torch.Tensor, *, label: torch.Tensor | None = None,
                eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> SceneBatch:
@@ -261,6 +267,9 @@ class SceneSampler:
         if offset is not None:
             xy = offset
         xy = xy.clamp(-m, m)
+        if cfg.jitter and offset is None:  # the last two uniforms: prefix-stable streams for the rest
+            j = cfg.jitter
+            xy = xy + ((u[:, -2:] * (2 * j + 1)).long() - j).clamp(-j, j)
         # --- the display: the background (a texture picked and rolled, or black), then the
         # digit and the clutter at their contrast, all mixed by a pixel-wise maximum
         s, scale = cfg.size, cfg.contrast / 255.0
@@ -270,12 +279,15 @@ class SceneSampler:
             canvas = self._rolled[t, dxy[:, 1], dxy[:, 0]].view(B, s * s)  # a copy (advanced indexing)
         else:
             canvas = torch.zeros(B, s * s, device=dev)
-        top = s // 2 - DIGIT // 2 + xy[:, 1]
-        left = s // 2 - DIGIT // 2 + xy[:, 0]
-        flat = (top[:, None, None] + self._arange_d[None, :, None]) * s + (left[:, None, None] + self._arange_d)
-        canvas.scatter_reduce_(1, flat.view(B, -1), digits.view(B, -1).float() * scale, reduce="amax")
+        rows = (s // 2 - DIGIT // 2 + xy[:, 1])[:, None, None] + self._arange_d[None, :, None]  # (B, 28, 1)
+        cols = (s // 2 - DIGIT // 2 + xy[:, 0])[:, None, None] + self._arange_d  # (B, 1, 28)
+        ink = digits.float() * scale
+        if cfg.jitter:  # the digit may cross the edge: its outside pixels paint 0 (a no-op) at the edge
+            inside = (rows >= 0) & (rows < s) & (cols >= 0) & (cols < s)
+            ink, rows, cols = ink * inside, rows.clamp(0, s - 1), cols.clamp(0, s - 1)
+        canvas.scatter_reduce_(1, (rows * s + cols).view(B, -1), ink.view(B, -1), reduce="amax")
         if cfg.n_clutter:
-            self._paint_clutter(canvas, u[:, self._FIXED:], scale)
+            self._paint_clutter(canvas, u[:, self._FIXED:self._FIXED + self._PER_CLUTTER * cfg.n_clutter], scale)
         if cfg.mask:
             canvas.masked_fill_(self._outside, cfg.background)
         canvas = canvas.view(B, s, s)

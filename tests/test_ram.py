@@ -344,3 +344,32 @@ def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, mo
     for bad in ({"weight_decay": -1.0}, {"valid": 40000}):
         with pytest.raises(ValueError, match="--weight-decay|--valid"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", **bad)
+
+
+def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
+    """--jitter N: the training waves' digits move by up to N px (cropped at the edge); the
+    final scores are read on the preset unchanged; bad values say the range."""
+    monkeypatch.chdir(tmp_path)
+    tr = _train_module(monkeypatch)
+    real_make_env = tr.make_env
+    built = []
+    monkeypatch.setattr(tr, "make_env", lambda *a, **kw: built.append(real_make_env(*a, **kw)) or built[-1])
+    evaluated = []
+    real_evaluate = tr.evaluate
+    monkeypatch.setattr(tr, "evaluate", lambda agent, **kw: evaluated.append(kw) or real_evaluate(agent, **kw))
+    cfg = tr.Config(env="SaccadeMNIST-Centered28-v0", steps=2, batch_size=64, hidden=32, jitter=2, eval_every=100,
+                    final_episodes=20, device="cpu", out=str(tmp_path / "j.pt"), threads=1)
+    threads = torch.get_num_threads()
+    try:
+        tr.main(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    (venv,) = built
+    assert venv.unwrapped.cfg.scene.jitter == 2
+    venv.reset(seed=0)
+    off = venv.unwrapped.state.offset
+    assert int(off.abs().max()) == 2 and len(torch.unique(off[:, 0])) == 5
+    assert evaluated and all("scene" not in kw for kw in evaluated)  # the preset's own scenes
+    for bad in (-1, 15):
+        with pytest.raises(ValueError, match="--jitter is a shift in px in 0..14"):
+            tr.Config(env="SaccadeMNIST-Centered28-v0", jitter=bad)

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import saccade_env
 from saccade_env import rng, scene as scene_mod
@@ -172,6 +173,45 @@ def test_clutter_only_where_asked():
     assert float(bp.scene[out_p].abs().max()) == 0.0  # nothing but the digit
     lit = [(bc.scene[i][out_c[i]] > 0.2).sum().item() for i in range(32)]
     assert sum(n > 0 for n in lit) >= 24, lit  # clutter outside the digit in most scenes
+
+
+@pytest.mark.parametrize("pid,j", [("SaccadeMNIST-Centered28-v0", 3), ("SaccadeMNIST-Centered28-v0", 10),
+                                   ("SaccadeMNIST-Cluttered60-v0", 4)])
+def test_jitter_moves_the_digit_and_the_edge_crops_it(pid, j):
+    """``jitter`` keeps every other draw (digit, clutter: a prefix-stable stream) and moves the
+    digit by a uniform integer offset in [-j, j] per axis; past the scene's edge it is cropped."""
+    base = preset_scene(pid)
+    plain, moved = SceneSampler(base), SceneSampler(dataclasses.replace(base, jitter=j))
+    u = uniforms(moved, 2000)
+    a, b = plain.sample(u[:, :plain.n_uniforms]), moved.sample(u)
+    assert torch.equal(a.label, b.label)
+    shift = b.offset - a.offset
+    assert int(shift.min()) == -j and int(shift.max()) == j
+    counts = torch.bincount((shift + j).flatten(), minlength=2 * j + 1).float()
+    assert float(counts.min()) > 0.6 * float(counts.mean())  # uniform
+    s, m = base.size, base.max_offset
+    for i in range(40):
+        dx, dy = (int(v) for v in shift[i])
+        if base.n_clutter:  # the digit's box moved, the clutter stayed: compare the digit box only
+            t, l = s // 2 - DIGIT // 2 + int(b.offset[i, 1]), s // 2 - DIGIT // 2 + int(b.offset[i, 0])
+            box = b.scene[i, max(t, 0):t + DIGIT, max(l, 0):l + DIGIT]
+            assert float(box.max()) > 0.5
+            continue
+        pad = F.pad(a.scene[i], (j, j, j, j))  # the unjittered scene moved by (dx, dy), zeros coming in
+        want = pad[j - dy:j - dy + s, j - dx:j - dx + s]
+        assert torch.equal(b.scene[i], want), (i, dx, dy)
+    if j > m + 4:  # some digits lose ink over the edge
+        assert bool((b.scene.sum((1, 2)) < a.scene.sum((1, 2)) - 1).any())
+
+
+def test_jitter_spares_an_imposed_position_and_is_validated():
+    cfg = dataclasses.replace(preset_scene("SaccadeMNIST-Translated60-v0"), jitter=5)
+    sampler = SceneSampler(cfg)
+    off = torch.tensor([[3, -7]]).expand(50, 2)
+    assert torch.equal(sampler.sample(uniforms(sampler, 50), offset=off).offset, off)
+    for bad in (-1, 15, 2.5):
+        with pytest.raises(ValueError, match="jitter must be an int in 0..14"):
+            dataclasses.replace(cfg, jitter=bad)
 
 
 def _slice(scene: np.ndarray, target_xy, size: int = DIGIT) -> np.ndarray:

@@ -84,6 +84,9 @@ class Config:
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled (AdamW) weight decay on every weight but "
                                                                 "the location network's (0: none)"})
     grad_clip: float = field(default=5.0, metadata={"help": "gradient norm clip"})
+    jitter: int = field(default=0, metadata={"help": "move each training digit by up to N px per axis, cropped "
+                                                     "at the scene's edge (an augmentation: the monitor and the "
+                                                     "final scores see the preset unchanged)"})
     valid: int = field(default=0, metadata={"help": "hold out the last N training digits: train on the others, "
                                                     "monitor on these and keep the weights of the best monitor "
                                                     "score (0: monitor on the test split, keep the last weights)"})
@@ -110,6 +113,8 @@ class Config:
         if not 0 <= self.valid <= 30000:
             raise ValueError(f"--valid is a number of held-out training digits in 0..30000 (e.g. 5000), "
                              f"got {self.valid}")
+        if not (isinstance(self.jitter, int) and 0 <= self.jitter <= 14):
+            raise ValueError(f"--jitter is a shift in px in 0..14 (e.g. 2), got {self.jitter!r}")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
@@ -239,8 +244,9 @@ def main(cfg: Config) -> None:
     elif cfg.resume:
         print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
 
+    augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter)} if cfg.jitter else {}
     venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
-                    split=fit_split)
+                    split=fit_split, **augment)
     tb = writer(rdir)
     t0 = time.perf_counter() - elapsed
 
