@@ -244,7 +244,9 @@ def main(cfg: Config) -> None:
     elif cfg.resume:
         print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
 
-    augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter)} if cfg.jitter else {}
+    # --jitter: the training waves' scenes only (the monitor and the final scores: the preset's own)
+    augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter)} if cfg.jitter \
+        else {}
     venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
                     split=fit_split, **augment)
     tb = writer(rdir)

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from agents import what_where as ww
 from agents.baselines import load_foveal
 from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import budget_done, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.cli import (budget_done, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta,
+                        save_resume, writer)
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
 from saccade_env.retina import Periphery
