@@ -49,6 +49,7 @@ from agents.cli import budget_done, cosine_factor, parse_config, resolve_device,
 from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
+from saccade_env.scene import DIGIT
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class Config:
         if not 0 <= self.valid <= 30000:
             raise ValueError(f"--valid is a number of held-out training digits in 0..30000 (e.g. 5000), "
                              f"got {self.valid}")
-        if not (isinstance(self.jitter, int) and 0 <= self.jitter <= 14):
-            raise ValueError(f"--jitter is a shift in px in 0..14 (e.g. 2), got {self.jitter!r}")
+        if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):  # SceneConfig.jitter's range
+            raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
