@@ -352,8 +352,8 @@ def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tr = _train_module(monkeypatch)
     real_make_env = tr.make_env
-    built = []
-    monkeypatch.setattr(tr, "make_env", lambda *a, **kw: built.append(real_make_env(*a, **kw)) or built[-1])
+    calls = []  # the training env's arguments: main() closes the env it built, so the check builds its twin
+    monkeypatch.setattr(tr, "make_env", lambda *a, **kw: calls.append((a, kw)) or real_make_env(*a, **kw))
     evaluated = []
     real_evaluate = tr.evaluate
     monkeypatch.setattr(tr, "evaluate", lambda agent, **kw: evaluated.append(kw) or real_evaluate(agent, **kw))
@@ -364,11 +364,15 @@ def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
         tr.main(cfg)
     finally:
         torch.set_num_threads(threads)
-    (venv,) = built
-    assert venv.unwrapped.cfg.scene.jitter == 2
-    venv.reset(seed=0)
-    off = venv.unwrapped.state.offset
-    assert int(off.abs().max()) == 2 and len(torch.unique(off[:, 0])) == 5
+    ((args, kwargs),) = calls
+    venv = real_make_env(*args, **kwargs)
+    try:
+        assert venv.unwrapped.cfg.scene.jitter == 2
+        venv.reset(seed=0)
+        off = venv.unwrapped.state.offset
+        assert int(off.abs().max()) == 2 and len(torch.unique(off[:, 0])) == 5
+    finally:
+        venv.close()
     assert evaluated and all("scene" not in kw for kw in evaluated)  # the preset's own scenes
     for bad in (-1, 15):
         with pytest.raises(ValueError, match="--jitter is a shift in px in 0..14"):
