@@ -52,6 +52,9 @@ class SceneConfig:
         jitter: after placement, the digit moves by a uniform integer offset in [-jitter, jitter]
             px on each axis, and the scene's edge may crop it: a training augmentation (e.g. on
             the centred 28x28 preset, where no placement moves the digit). 0 in every preset.
+        rotate: before placement, the digit turns about its centre by a uniform angle in
+            [-rotate, rotate] degrees (bilinear resampling of the 28x28 image, zeros coming in at
+            its corners): a training augmentation. 0 in every preset.
     """
 
     size: int = 128
@@ -68,6 +71,7 @@ class SceneConfig:
     n_clutter: int = 0
     clutter_size: int = 8
     jitter: int = 0
+    rotate: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < DIGIT or self.size % 2:
@@ -94,6 +98,9 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.clutter_size must be an int in 1..{DIGIT}, got {self.clutter_size!r}")
         if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):
             raise ValueError(f"SceneConfig.jitter must be an int in 0..{DIGIT // 2} (px), got {self.jitter!r}")
+        if not (isinstance(self.rotate, (int, float)) and 0.0 <= self.rotate <= 180.0):
+            raise ValueError(f"SceneConfig.rotate must be an angle in degrees in [0, 180] (e.g. 10.0), "
+                             f"got {self.rotate!r}")
 
     @property
     def max_offset(self) -> int:
@@ -218,7 +225,13 @@ class SceneSampler:
     @property
     def n_uniforms(self) -> int:
         """Uniform numbers :meth:`sample` consumes per scene."""
-        return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter + (2 if self.cfg.jitter else 0)
+        return self._tail + (2 if self.cfg.jitter else 0) + (1 if self.cfg.rotate else 0)
+
+    @property
+    def _tail(self) -> int:
+        """Index of the first augmentation uniform (jitter's two, then rotate's one): after the
+        digit's and the clutter's, so that the augmentations leave every other draw as it was."""
+        return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter
 
     def sample(self, u: torch.Tensor, *, label: torch.Tensor | None = None,
                eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> SceneBatch:
@@ -244,6 +257,13 @@ class SceneSampler:
             pick = (u[:, 0] * self.label_count[lab]).long().clamp_max(self.label_count[lab] - 1)
             idx = torch.where(label >= 0, self.order[self.label_start[lab] + pick], idx)
         digits = self.digits[idx]  # (B, 28, 28) uint8
+        if cfg.rotate:  # the uniform after jitter's two
+            a = (u[:, self._tail + (2 if cfg.jitter else 0)] * 2 - 1) * math.radians(cfg.rotate)  # (B,)
+            cos, sin, zero = torch.cos(a), torch.sin(a), torch.zeros_like(a)
+            theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (B, 2, 3)
+            grid = torch.nn.functional.affine_grid(theta, [B, 1, DIGIT, DIGIT], align_corners=False)
+            digits = torch.nn.functional.grid_sample(digits[:, None].float(), grid, mode="bilinear",
+                                                     padding_mode="zeros", align_corners=False)[:, 0]
         # --- where
         m = cfg.max_offset
         if cfg.placement == "radial":
@@ -267,9 +287,9 @@ class SceneSampler:
         if offset is not None:
             xy = offset
         xy = xy.clamp(-m, m)
-        if cfg.jitter and offset is None:  # the last two uniforms: prefix-stable streams for the rest
-            j = cfg.jitter
-            xy = xy + ((u[:, -2:] * (2 * j + 1)).long() - j).clamp(-j, j)
+        if cfg.jitter and offset is None:  # two uniforms after the clutter's: prefix-stable streams for the rest
+            j, t = cfg.jitter, self._tail
+            xy = xy + ((u[:, t:t + 2] * (2 * j + 1)).long() - j).clamp(-j, j)
         # --- the display: the background (a texture picked and rolled, or black), then the
         # digit and the clutter at their contrast, all mixed by a pixel-wise maximum
         s, scale = cfg.size, cfg.contrast / 255.0

@@ -346,9 +346,10 @@ def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, mo
             tr.Config(env="SaccadeMNIST-Centered28-v0", **bad)
 
 
-def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
-    """--jitter N: the training waves' digits move by up to N px (cropped at the edge); the
-    final scores are read on the preset unchanged; bad values say the range."""
+def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch):
+    """--jitter N, --rotate D: the training waves' digits move by up to N px (cropped at the edge)
+    and turn by up to D degrees; the final scores are read on the preset unchanged; bad values
+    say the range."""
     monkeypatch.chdir(tmp_path)
     tr = _train_module(monkeypatch)
     real_make_env = tr.make_env
@@ -357,7 +358,7 @@ def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
     evaluated = []
     real_evaluate = tr.evaluate
     monkeypatch.setattr(tr, "evaluate", lambda agent, **kw: evaluated.append(kw) or real_evaluate(agent, **kw))
-    cfg = tr.Config(env="SaccadeMNIST-Centered28-v0", steps=2, batch_size=64, hidden=32, jitter=2, eval_every=100,
+    cfg = tr.Config(env="SaccadeMNIST-Centered28-v0", steps=2, batch_size=64, hidden=32, jitter=2, rotate=15.0, eval_every=100,
                     final_episodes=20, device="cpu", out=str(tmp_path / "j.pt"), threads=1)
     threads = torch.get_num_threads()
     try:
@@ -367,7 +368,7 @@ def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
     ((args, kwargs),) = calls
     venv = real_make_env(*args, **kwargs)
     try:
-        assert venv.unwrapped.cfg.scene.jitter == 2
+        assert venv.unwrapped.cfg.scene.jitter == 2 and venv.unwrapped.cfg.scene.rotate == 15.0
         venv.reset(seed=0)
         off = venv.unwrapped.state.offset
         assert int(off.abs().max()) == 2 and len(torch.unique(off[:, 0])) == 5
@@ -377,3 +378,6 @@ def test_jitter_moves_the_training_digits_only(tmp_path, monkeypatch):
     for bad in (-1, 15):
         with pytest.raises(ValueError, match="--jitter is a shift in px in 0..14"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", jitter=bad)
+    for bad in (-5.0, 200.0):
+        with pytest.raises(ValueError, match=r"--rotate is an angle in degrees in \[0, 180\]"):
+            tr.Config(env="SaccadeMNIST-Centered28-v0", rotate=bad)

@@ -216,6 +216,41 @@ def test_jitter_spares_an_imposed_position_and_is_validated():
             dataclasses.replace(cfg, jitter=bad)
 
 
+@pytest.mark.parametrize("pid", ["SaccadeMNIST-Centered28-v0", "SaccadeMNIST-Cluttered60-v0"])
+def test_rotate_turns_the_digit_about_its_centre_and_keeps_every_other_draw(pid):
+    """``rotate`` adds one uniform after the others (jitter's included): the labels, positions and
+    clutter stay; its middle value is no turn, its ends turn by -rotate / +rotate degrees; a
+    random draw spreads the angles over the range."""
+    base = dataclasses.replace(preset_scene(pid), jitter=2 if pid.endswith("Cluttered60-v0") else 0)
+    plain, turned = SceneSampler(base), SceneSampler(dataclasses.replace(base, rotate=90.0))
+    assert turned.n_uniforms == plain.n_uniforms + 1
+    u = uniforms(turned, 64)
+    u[:, -1] = 0.5  # no turn: the same scenes
+    a, b = plain.sample(u[:, :plain.n_uniforms]), turned.sample(u)
+    assert torch.equal(a.label, b.label) and torch.equal(a.offset, b.offset)
+    assert torch.allclose(a.scene, b.scene, atol=1e-4)
+    ink = lambda batch: torch.stack([batch.scene[i][_digit_box_mask(batch.offset[i:i + 1], base.size)[0]]  # noqa: E731
+                                     .view(DIGIT, DIGIT) for i in range(len(batch.label))])
+    if not base.n_clutter:  # the digit alone in its box: a quarter turn is rot90 of the unturned box
+        u[:, -1] = 0.0  # -90 degrees (clockwise on the display)
+        assert torch.allclose(ink(turned.sample(u)), torch.rot90(ink(a), -1, (1, 2)), atol=1e-4)
+        u[:, -1] = 1.0 - 1e-7  # +90 degrees
+        assert torch.allclose(ink(turned.sample(u)), torch.rot90(ink(a), 1, (1, 2)), atol=1e-3)
+    else:  # outside the digit's box, nothing changed
+        keep = (a.offset.abs() <= base.max_offset).all(1)  # boxes the helper can draw (jitter may cross the edge)
+        out = ~_digit_box_mask(a.offset[keep], base.size)
+        u[:, -1] = 0.0
+        assert int(keep.sum()) > 40 and torch.equal(turned.sample(u).scene[keep][out], a.scene[keep][out])
+    small = SceneSampler(dataclasses.replace(base, rotate=10.0))
+    u = uniforms(small, 400)
+    c, d = plain.sample(u[:, :plain.n_uniforms]), small.sample(u)
+    changed = (c.scene - d.scene).abs().flatten(1).amax(1) > 0.05
+    assert float(changed.float().mean()) > 0.9  # nearly every digit turned
+    for bad in (-1.0, 181.0, "10"):
+        with pytest.raises(ValueError, match=r"rotate must be an angle in degrees in \[0, 180\]"):
+            dataclasses.replace(base, rotate=bad)
+
+
 def _slice(scene: np.ndarray, target_xy, size: int = DIGIT) -> np.ndarray:
     S = scene.shape[-1]
     dx, dy = (int(round(v * S / 2)) for v in target_xy)

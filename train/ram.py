@@ -88,6 +88,9 @@ class Config:
     jitter: int = field(default=0, metadata={"help": "move each training digit by up to N px per axis, cropped "
                                                      "at the scene's edge (an augmentation: the monitor and the "
                                                      "final scores see the preset unchanged)"})
+    rotate: float = field(default=0.0, metadata={"help": "turn each training digit by up to N degrees about its "
+                                                         "centre (an augmentation, like --jitter: the monitor and "
+                                                         "the final scores see the preset unchanged)"})
     valid: int = field(default=0, metadata={"help": "hold out the last N training digits: train on the others, "
                                                     "monitor on these and keep the weights of the best monitor "
                                                     "score (0: monitor on the test split, keep the last weights)"})
@@ -116,6 +119,8 @@ class Config:
                              f"got {self.valid}")
         if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):  # SceneConfig.jitter's range
             raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
+        if not 0.0 <= self.rotate <= 180.0:  # SceneConfig.rotate's range
+            raise ValueError(f"--rotate is an angle in degrees in [0, 180] (e.g. 10), got {self.rotate!r}")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
@@ -245,9 +250,9 @@ def main(cfg: Config) -> None:
     elif cfg.resume:
         print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
 
-    # --jitter: the training waves' scenes only (the monitor and the final scores: the preset's own)
-    augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter)} if cfg.jitter \
-        else {}
+    # --jitter, --rotate: the training waves' scenes only (the monitor and the final scores: the preset's own)
+    augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter,
+                                            rotate=cfg.rotate)} if cfg.jitter or cfg.rotate else {}
     venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
                     split=fit_split, **augment)
     tb = writer(rdir)
