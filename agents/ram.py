@@ -291,5 +291,46 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
                         eccentricity=np.concatenate(ecc), seconds=seconds)
 
 
+WIDTHS = ("what_hidden", "where_hidden", "hidden")  # the widths widen_weights can grow
+
+
+def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConfig, *,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The weights of ``old``'s network, grown to ``new``'s widths without changing what it computes.
+
+    Only :data:`WIDTHS` may differ (each at least as wide as before); every other field of the
+    two configs must agree.  Each new unit gets fresh random input weights (the layer's default
+    initialisation, drawn from ``generator``) and **zero outgoing weights**: it is computed but
+    nothing reads it yet, so the grown network's logits, locations and baseline are the old
+    network's exactly (tested), and training brings the new units in.  For the GRU/LSTM core,
+    whose weights stack the gates, the growth applies within each gate block.
+
+    Returns a state dict for ``RAMNet(new)``.
+    """
+    fixed = {k: v for k, v in dataclasses.asdict(old).items() if k not in WIDTHS}
+    if fixed != {k: v for k, v in dataclasses.asdict(new).items() if k not in WIDTHS}:
+        differ = sorted(k for k in fixed if getattr(old, k) != getattr(new, k))
+        raise ValueError(f"only the widths {WIDTHS} can grow; these differ too: {differ}")
+    shrunk = [k for k in WIDTHS if getattr(new, k) < getattr(old, k)]
+    if shrunk:
+        raise ValueError(f"widths can only grow: {', '.join(f'{k} {getattr(old, k)} -> {getattr(new, k)}' for k in shrunk)}")
+    with torch.random.fork_rng(devices=[]):  # the fresh units' draw, leaving the global RNG as it was
+        if generator is not None:
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        fresh = RAMNet(new).state_dict()
+    gates = {"gru": 3, "lstm": 4}[new.core]
+    out = {}
+    for name, f in fresh.items():
+        w = weights[name].to(f.dtype)
+        grown = f.clone()
+        if name.startswith("core."):  # (gates * hidden, ...) -> (gates, hidden, ...), grown per gate
+            grown, w = grown.view(gates, -1, *f.shape[1:]), w.reshape(gates, -1, *w.shape[1:])
+        if name.rsplit(".", 1)[-1].startswith("weight"):  # (..., inputs): old units ignore the new inputs
+            grown[tuple(slice(0, n) for n in w.shape[:-1]) + (slice(w.shape[-1], None),)] = 0.0
+        grown[tuple(slice(0, n) for n in w.shape)] = w
+        out[name] = grown.reshape(f.shape)
+    return out
+
+
 def config_dict(cfg: RAMConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

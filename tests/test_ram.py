@@ -2,6 +2,7 @@
 the agent in the environment, loading, and a short CPU training run that beats chance."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 import saccade_env  # noqa: F401
 from agents.checkpoint import CheckpointError
-from agents.ram import RAMConfig, build_agent, evaluate_mc, load_agent
+from agents.ram import RAMConfig, build_agent, evaluate_mc, load_agent, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.retina import glimpse
 
@@ -251,8 +252,20 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     assert new["config"]["net"]["obs_mean"] == src["config"]["net"]["obs_mean"]
     for name, w in src["weights"]["net"].items():
         torch.testing.assert_close(new["weights"]["net"][name], w, atol=1e-8, rtol=0)
-    with pytest.raises(SystemExit, match="--hidden 128"):  # another width: refused, with the flag to pass
+    with pytest.raises(SystemExit, match="--hidden 128"):  # a narrower one: refused, with the flag to pass
         tr.main(tr.Config(**{**ft, "hidden": 64}))
+    # wider ones grow the checkpoint's network without changing what it computes
+    out3 = tmp_path / "ram-centered28-wide.pt"
+    try:
+        tr.main(tr.Config(**{**ft, "hidden": 160, "what_hidden": 192, "run_name": "wide", "out": str(out3)}))
+    finally:
+        torch.set_num_threads(threads)
+    wide, narrow = (load_agent(f, preset="SaccadeMNIST-Centered28-v0") for f in (out3, out))
+    assert (wide.cfg.hidden, wide.cfg.what_hidden, wide.cfg.where_hidden) == (160, 192, 128)
+    for k in (0, 5):
+        a = evaluate(narrow, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
+        b = evaluate(wide, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
+        assert np.array_equal(a.correct, b.correct)
     with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
         tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt")}))
 
@@ -381,3 +394,37 @@ def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch
     for bad in (-5.0, 200.0):
         with pytest.raises(ValueError, match=r"--rotate is an angle in degrees in \[0, 180\]"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", rotate=bad)
+
+
+@pytest.mark.parametrize("core", ["gru", "lstm"])
+def test_widening_keeps_what_the_network_computes(core):
+    """widen_weights: the grown network's logits, locations and baseline are the old one's, at every
+    step of a scanpath; the new units are alive (nonzero) but unread; narrowing is refused."""
+    old = RAMConfig(glimpse_size=6, glimpse_scales=2, what_hidden=8, where_hidden=8, hidden=16, core=core,
+                    locator_hidden=4)
+    new = dataclasses.replace(old, what_hidden=24, where_hidden=12, hidden=20)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        small = build_agent(old)
+        big = build_agent(new)
+        big.net.load_state_dict(widen_weights(small.net.state_dict(), old, new,
+                                              generator=torch.Generator().manual_seed(0)))
+        B = 7
+        s_state, b_state = small.reset(B, torch.device("cpu")), big.reset(B, torch.device("cpu"))
+        fix = torch.zeros(B, 2)
+        for t in range(4):
+            obs = {"glimpse": torch.rand(B, 2, 6, 6), "fixation": fix,
+                   "saccades_left": torch.full((B, 1), 3 - t, dtype=torch.long)}
+            a_s, s_state = small.act(obs, s_state)
+            a_b, b_state = big.act(obs, b_state)
+            torch.testing.assert_close(b_state.logits[-1], s_state.logits[-1], atol=1e-5, rtol=0)
+            torch.testing.assert_close(b_state.baseline[-1], s_state.baseline[-1], atol=1e-5, rtol=0)
+            torch.testing.assert_close(big.net.mean_location(b_state.h), small.net.mean_location(s_state.h),
+                                       atol=1e-5, rtol=0)
+            torch.testing.assert_close(b_state.h[:, :16], s_state.h, atol=1e-5, rtol=0)
+            fix = a_s["saccade"]
+        assert b_state.h[:, 16:].abs().max() > 0  # the new core units run, unread
+    with pytest.raises(ValueError, match="only grow"):
+        widen_weights(big.net.state_dict(), new, old)
+    with pytest.raises(ValueError, match="core"):
+        widen_weights(small.net.state_dict(), old, dataclasses.replace(new, core="lstm" if core == "gru" else "gru"))

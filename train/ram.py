@@ -46,7 +46,7 @@ from tqdm import tqdm
 import saccade_env  # noqa: F401
 from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
-from agents.ram import RAMConfig, RAMState, build_agent, checkpoint_name, config_dict
+from agents.ram import WIDTHS, RAMConfig, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
 from saccade_env.scene import DIGIT
@@ -61,6 +61,8 @@ class Config:
     glimpse_scales: int = field(default=0, metadata={"help": "glimpse scales k (0: the preset's; 4 on v0)"})
     n_glimpses: int = field(default=0, metadata={"help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
     hidden: int = field(default=256, metadata={"help": "core width"})
+    what_hidden: int = field(default=128, metadata={"help": "width of the glimpse network's what layer"})
+    where_hidden: int = field(default=128, metadata={"help": "width of the glimpse network's where layer"})
     core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
     std: float = field(default=0.1, metadata={"help": "location policy std (scene coordinates)"})
     policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
@@ -105,7 +107,9 @@ class Config:
     out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/ram-<tag>.pt)"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
     init: str = field(default="", metadata={"help": "start from the weights of this RAM checkpoint of the same "
-                                                    "preset and network (fine-tune: new optimizer and schedule)"})
+                                                    "preset and network (fine-tune: new optimizer and schedule); "
+                                                    "larger --hidden/--what-hidden/--where-hidden than the "
+                                                    "checkpoint's widen it, the new units starting silent"})
     save_every: int = field(default=250, metadata={"help": "iterations between resume files"})
 
     def __post_init__(self) -> None:
@@ -140,6 +144,9 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
     """(network config, weights) of the ``--init`` checkpoint, checked against this run's network.
 
     The policy std and ``policy_into_core`` are training choices, not weights: this run's apply.
+    Widths (``--hidden``, ``--what-hidden``, ``--where-hidden``) larger than the checkpoint's grow
+    its network (:func:`agents.ram.widen_weights`: the new units start silent, so the grown
+    network computes what the checkpoint did); smaller ones are refused.
     """
     if not Path(cfg.init).is_file():
         raise SystemExit(f"--init {cfg.init}: no such file; pass a RAM checkpoint of {cfg.env} "
@@ -153,14 +160,24 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
     keep = ("std", "policy_into_core", "obs_mean", "obs_std", "dropout")
     theirs = {k: v for k, v in dataclasses.asdict(theirs_cfg).items() if k not in keep}
     ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
-    differ = {k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]}
+    differ = {k: (theirs[k], ours[k]) for k in ours
+              if theirs[k] != ours[k] and not (k in WIDTHS and ours[k] > theirs[k])}  # growing is allowed
     if differ:
         flags = {f.name for f in dataclasses.fields(Config)}
         fix = " ".join(f"--{k.replace('_', '-')} {a}" for k, (a, _) in differ.items() if k in flags)
         raise SystemExit(f"--init {cfg.init} holds another network "
                          f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
                          f"{f'pass {fix} or ' if fix else ''}start without --init")
-    return theirs_cfg, ckpt["weights"]["net"]
+    weights = ckpt["weights"]["net"]
+    grown = [k for k in WIDTHS if getattr(net_cfg, k) > getattr(theirs_cfg, k)]
+    if grown:
+        wide_cfg = dataclasses.replace(theirs_cfg, **{k: getattr(net_cfg, k) for k in grown})
+        weights = widen_weights(weights, theirs_cfg, wide_cfg,
+                                generator=torch.Generator().manual_seed(cfg.seed))
+        print(f"--init {cfg.init}: widened " + ", ".join(f"{k} {getattr(theirs_cfg, k)} -> {getattr(net_cfg, k)}"
+                                                      for k in grown) + " (the new units start silent)")
+        theirs_cfg = wide_cfg
+    return theirs_cfg, weights
 
 
 def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
@@ -203,7 +220,8 @@ def main(cfg: Config) -> None:
                          glimpse_size=size, glimpse_scales=scales)
     g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
     probe.close()
-    net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, core=cfg.core,
+    net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, what_hidden=cfg.what_hidden,
+                        where_hidden=cfg.where_hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
                         locator_hidden=cfg.locator_hidden, location=cfg.location, dropout=cfg.dropout,
                         obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
