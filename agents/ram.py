@@ -307,13 +307,13 @@ def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConf
 
     Returns a state dict for ``RAMNet(new)``.
     """
-    fixed = {k: v for k, v in dataclasses.asdict(old).items() if k not in WIDTHS}
-    if fixed != {k: v for k, v in dataclasses.asdict(new).items() if k not in WIDTHS}:
-        differ = sorted(k for k in fixed if getattr(old, k) != getattr(new, k))
+    differ = [f.name for f in dataclasses.fields(old)
+              if f.name not in WIDTHS and getattr(old, f.name) != getattr(new, f.name)]
+    if differ:
         raise ValueError(f"only the widths {WIDTHS} can grow; these differ too: {differ}")
-    shrunk = [k for k in WIDTHS if getattr(new, k) < getattr(old, k)]
+    shrunk = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in WIDTHS if getattr(new, k) < getattr(old, k)]
     if shrunk:
-        raise ValueError(f"widths can only grow: {', '.join(f'{k} {getattr(old, k)} -> {getattr(new, k)}' for k in shrunk)}")
+        raise ValueError(f"widths can only grow: {', '.join(shrunk)}")
     with torch.random.fork_rng(devices=[]):  # the fresh units' draw, leaving the global RNG as it was
         if generator is not None:
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
