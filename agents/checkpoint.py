@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from saccade_env.core import check_device
+
 FORMAT = "saccade-env-checkpoint/1"
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "checkpoints"
@@ -64,7 +66,8 @@ def default_path(agent: str) -> Path:
 def load_checkpoint(path: str | os.PathLike | None, *, agent: str, script: str,
                     map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint of ``agent`` (default: the shipped one), or raise CheckpointError
-    naming ``script``, the command that trains it."""
+    naming ``script``, the command that trains it.  A CUDA ``map_location`` where CUDA is absent is a ValueError."""
+    check_device(map_location)
     path = Path(path) if path is not None else default_path(agent)
     fix = f"train one with `python {script}` (it writes checkpoints/{agent}.pt)"
     if not path.is_file():

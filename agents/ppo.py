@@ -21,6 +21,7 @@ import gymnasium as gym
 import torch
 
 import saccade_env
+from saccade_env.core import check_device
 from saccade_env.wrappers import ActionMapping
 
 from .base import LOOK, N_CLASSES, must_answer
@@ -104,6 +105,7 @@ def from_sb3_zip(path: str | os.PathLike, *, device: str | torch.device = "cpu",
                  form: str = "discrete", grid: str = "logpolar", grid_size: int = 8, **env_kwargs) -> SB3Agent:
     """An agent from an SB3 ``model.save()`` zip (PPO or RecurrentPPO); the action form must be given."""
     from stable_baselines3 import PPO
+    check_device(device)  # SB3 would quietly take the CPU for a CUDA device that is not there
     try:
         model = PPO.load(path, device=device)
     except Exception:  # noqa: BLE001  (not a PPO zip: perhaps sb3-contrib's RecurrentPPO)
@@ -118,7 +120,7 @@ def load_agent(path: str | os.PathLike | None = None, *, device: str | torch.dev
     (``options`` then give env_id, form, grid, grid_size and env kwargs)."""
     if path is not None and Path(path).suffix == ".zip":
         return from_sb3_zip(path, device=device, **options)
-    ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT)
+    ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT, map_location=device)
     cfg = ckpt["config"]
     try:
         cls = policy_class(cfg["recurrent"])

@@ -275,7 +275,7 @@ def load_agent(path: str | Path | None = None, *, device: str | torch.device = "
         if not path.is_file():
             raise CheckpointError(f"no STN checkpoint at {path}: train one with `python {SCRIPT} --env {env}` "
                                   f"(it writes {path.relative_to(ROOT)})")
-    ckpt = load_checkpoint(path, agent="stn", script=SCRIPT)
+    ckpt = load_checkpoint(path, agent="stn", script=SCRIPT, map_location=device)
     options.setdefault("env_kwargs", ckpt["config"].get("env_kwargs", {}))
     agent = STNAgent(config=config_from_checkpoint(ckpt["config"]), **options)
     agent.load_state_dict(ckpt["weights"]["agent"])

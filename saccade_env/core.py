@@ -30,6 +30,16 @@ SENSORS = ("fovea", "periphery", "glimpse")
 LOOK = 10  # the answer that means "saccade, don't answer yet"
 
 
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch.device; a CUDA device where CUDA is absent is a ValueError that says what to pass
+    (torch's own message names its build, and some libraries fall back to the CPU without a word)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r}: CUDA is not available here (no GPU visible, or a CPU-only "
+                         f"torch build); pass device='cpu', or install a CUDA build of torch on a GPU machine")
+    return dev
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Everything that defines an environment.  Build one with :func:`make_config`.
@@ -157,7 +167,7 @@ class SaccadeCore:
     def __init__(self, cfg: EnvConfig, *, device: torch.device | str = "cpu",
                  data_dir: str | os.PathLike | None = None) -> None:
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.sampler = SceneSampler(cfg.scene, split=cfg.split, device=self.device, data_dir=data_dir)
         self.periphery = (Periphery(cfg.periphery, cfg.scene.size).to(self.device)
                           if "periphery" in cfg.sensors else None)

@@ -140,6 +140,16 @@ def test_missing_or_wrong_checkpoint_names_the_script(tmp_path, monkeypatch):
         load_agent("oracle")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+def test_cuda_agents_without_cuda_say_what_to_pass(tmp_path):
+    from agents.ppo import from_sb3_zip
+    for name in registry.available():
+        with pytest.raises(ValueError, match="device='cpu'"):
+            registry.load(name, device="cuda")
+    with pytest.raises(ValueError, match="device='cpu'"):  # SB3 alone would quietly load it on the CPU
+        from_sb3_zip(tmp_path / "model.zip", device="cuda")
+
+
 def test_compare_agents_rejects_bad_arguments():
     from eval import compare_agents as ca
     with pytest.raises(ValueError, match="unknown agent"):

@@ -618,6 +618,14 @@ def test_bad_config(kw, exc, fragment):
             gym.make_vec("SaccadeMNIST-v0", num_envs=2, device="cpu", **kw)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+def test_cuda_without_cuda_says_what_to_pass():
+    for make in (lambda: SaccadeMNISTEnv(device="cuda"), lambda: SaccadeMNISTVectorEnv(2, device="cuda"),
+                 lambda: gym.make_vec("SaccadeMNIST-v0", num_envs=2, device="cuda")):
+        with pytest.raises(ValueError, match="device='cpu'"):
+            make()
+
+
 def test_bad_vector_construction():
     for n in (0, -3, 2.0):
         with pytest.raises(ValueError, match="num_envs"):
