@@ -7,7 +7,7 @@ import dataclasses
 import math
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -48,6 +48,35 @@ def parse_config(cls: type, argv: list[str] | None = None, *, description: str |
         return cls(**args)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
+
+
+def check_ranges(cfg: Any) -> None:
+    """Raise ValueError, naming the option, for a field of the dataclass ``cfg`` outside the range its
+    metadata declares: ``"min"`` (inclusive), ``"above"`` (exclusive), ``"max"`` (inclusive).  Configs call it
+    first thing in ``__post_init__``, so a bad value fails before any work, from the command line or from code."""
+    for f in dataclasses.fields(cfg):
+        lo, above, hi = (f.metadata.get(k) for k in ("min", "above", "max"))
+        value = getattr(cfg, f.name)
+        if (lo, above, hi) == (None, None, None) or value is None:
+            continue
+        if (lo is not None and value < lo) or (above is not None and value <= above) or (hi is not None and value > hi):
+            low = f">= {lo}" if lo is not None else f"> {above}" if above is not None else ""
+            need = " and ".join(x for x in (low, f"<= {hi}" if hi is not None else "") if x)
+            raise ValueError(f"--{f.name.replace('_', '-')} must be {need}, got {value!r}")
+
+
+def at_least(lo: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``lo``; argparse's error then names the option and says the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
 
 
 def resolve_device(name: str) -> torch.device:

@@ -25,7 +25,7 @@ The window is a Gaussian truncated (smoothly) to the 28x28 fovea, so nothing uns
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -29,7 +29,6 @@ we read it at the cell's centre, because that is where the saccade lands.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch

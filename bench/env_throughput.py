@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import saccade_env  # noqa: F401  (registers the ids)
+from agents.cli import at_least
 
 
 def single_env_rate(env_id: str, seconds: float) -> float:
@@ -68,7 +69,7 @@ def vector_env_rate(env_id: str, num_envs: int, device: str, seconds: float) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="SaccadeMNIST-v0")
-    p.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 16384])
+    p.add_argument("--sizes", type=at_least(1), nargs="+", default=[1, 64, 1024, 16384])
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--json", default=None, help="also write the results to this file")

@@ -31,6 +31,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import saccade_env  # noqa: F401
+from agents.cli import at_least
 from agents.sb3_extractors import RetinaExtractor
 from saccade_env.sb3 import make_sb3_vec_env
 from saccade_env.wrappers import DiscreteActions
@@ -70,13 +71,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--env", default="SaccadeMNIST-v0")
-    p.add_argument("--sizes", type=int, nargs="+", default=[16, 64], help="numbers of envs")
+    p.add_argument("--sizes", type=at_least(1), nargs="+", default=[16, 64], help="numbers of envs")
     p.add_argument("--device", default="cpu", help="device of the policy and the batched env")
-    p.add_argument("--n-steps", type=int, default=16, help="PPO steps per env per rollout")
-    p.add_argument("--rollouts", type=int, default=3, help="timed rollouts (+ updates) per measurement")
+    p.add_argument("--n-steps", type=at_least(1), default=16, help="PPO steps per env per rollout")
+    p.add_argument("--rollouts", type=at_least(1), default=3, help="timed rollouts (+ updates) per measurement")
     p.add_argument("--seconds", type=float, default=10.0, help="timing of the env-step-only measurement")
-    p.add_argument("--dummy-max", type=int, default=64, help="largest n to try with DummyVecEnv")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--dummy-max", type=at_least(1), default=64, help="largest n to try with DummyVecEnv")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch CPU threads")
     p.add_argument("--split", default="test", help="MNIST split of the envs (test: faster to load)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from agents.cli import at_least
 from saccade_env.retina import glimpse
 
 SENSORS = {"Centered28 (8x8, 1 scale)": (28, 8, 1), "Translated60 (12x12, 3 scales)": (60, 12, 3),
@@ -58,9 +59,9 @@ def rate(fn, repeats: int, batch: int, sync=lambda: None) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--batch", type=at_least(1), default=1024)
+    ap.add_argument("--repeats", type=at_least(1), default=5)
+    ap.add_argument("--threads", type=at_least(1), default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():

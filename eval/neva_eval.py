@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from agents.cli import at_least
 from agents.neva import PLANNERS, load_agent
 from agents.rollout import evaluate
 
@@ -29,16 +30,16 @@ def main() -> None:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=None, help="default checkpoints/neva.pt")
     p.add_argument("--variants", nargs="+", default=list(PLANNERS), choices=list(PLANNERS))
-    p.add_argument("--budgets", nargs="+", type=int, default=[0, 1, 2, 3])
-    p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="override NevaConfig.steps")
-    p.add_argument("--n-ring", type=int, default=None, help="override NevaConfig.n_ring")
+    p.add_argument("--budgets", nargs="+", type=at_least(0), default=[0, 1, 2, 3])
+    p.add_argument("--episodes", type=at_least(1), default=200)
+    p.add_argument("--batch-size", type=at_least(1), default=200)
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--steps", type=at_least(1), default=None, help="override NevaConfig.steps")
+    p.add_argument("--n-ring", type=at_least(1), default=None, help="override NevaConfig.n_ring")
     p.add_argument("--from-current", action=argparse.BooleanOptionalAction, default=None,
                    help="override NevaConfig.from_current (a descent also starts at the current fixation)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=at_least(1), default=1)
     p.add_argument("--out", default="runs/neva_eval.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from agents.cli import at_least
 from agents.neva import load_agent, reconstruct
 from agents.rollout import make_env, run_episodes
 
@@ -52,10 +53,10 @@ def draw_path(canvas: np.ndarray, fixations: list[np.ndarray], color, S: int, zo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--scenes", type=int, default=4)
-    p.add_argument("--budget", type=int, default=3)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--zoom", type=int, default=3)
+    p.add_argument("--scenes", type=at_least(1), default=4)
+    p.add_argument("--budget", type=at_least(0), default=3)
+    p.add_argument("--seed", type=at_least(0), default=7)
+    p.add_argument("--zoom", type=at_least(1), default=3)
     p.add_argument("--out", default="docs/neva_scanpaths.png")
     args = p.parse_args()
     torch.set_num_threads(1)

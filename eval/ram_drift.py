@@ -15,6 +15,7 @@ import argparse
 
 import torch
 
+from agents.cli import at_least
 from agents.ram import RAMAgent, load_agent
 from agents.rollout import make_env, run_episodes
 
@@ -48,8 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="SaccadeMNIST-Centered28-v0")
     ap.add_argument("--ckpt", default=None, help="checkpoint path (default checkpoints/ram-<tag>.pt)")
-    ap.add_argument("--episodes", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=at_least(1), default=500)
+    ap.add_argument("--seed", type=at_least(0), default=0)
     a = ap.parse_args()
     torch.set_num_threads(1)
     agent = load_agent(a.ckpt, preset=a.preset)

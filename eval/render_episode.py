@@ -17,12 +17,13 @@ import gymnasium as gym
 import numpy as np
 
 import saccade_env  # noqa: F401  (registers the ids)
+from agents.cli import at_least
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="SaccadeMNIST-v0")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=at_least(0), default=1)
     p.add_argument("--out", default="docs/episode.png")
     args = p.parse_args()
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from agents.cli import at_least
 from agents.rollout import make_env, run_episodes
 from agents.stn import load_agent
 from saccade_env.render import draw_scene
@@ -54,12 +55,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="SaccadeMNIST-v0")
     p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint of --env")
-    p.add_argument("--rows", type=int, default=4)
-    p.add_argument("--cols", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=int, default=0, help="display px per scene px (0: fit ~260 px)")
+    p.add_argument("--rows", type=at_least(1), default=4)
+    p.add_argument("--cols", type=at_least(1), default=4)
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--scale", type=at_least(0), default=0, help="display px per scene px (0: fit ~260 px)")
     p.add_argument("--out", default="docs/stn_fixations.png")
-    p.add_argument("--stats", type=int, default=0, help="also measure N test episodes (k=1): fixation error, "
+    p.add_argument("--stats", type=at_least(0), default=0, help="also measure N test episodes (k=1): fixation error, "
                                                          "accuracy there and at the digit's true centre")
     args = p.parse_args()
 

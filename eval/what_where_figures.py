@@ -22,6 +22,7 @@ import torch
 from agents import what_where as ww
 from agents.baselines import load_agent as load_baseline
 from agents.baselines import load_foveal
+from agents.cli import at_least
 from agents.rollout import evaluate, make_env, run_episodes
 from agents.scenes import preset_scene
 from saccade_env.scene import SceneSampler
@@ -95,13 +96,14 @@ def map_image(path: Path, acc: np.ndarray, *, radius: int, title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="coarser map (3 px), eccentricities every 10 px, 150 episodes per point")
-    ap.add_argument("--episodes", type=int, default=None, help="episodes per point (default 500, quick 150)")
-    ap.add_argument("--overall", type=int, default=None, help="episodes of the overall numbers (default 5000, quick 1000)")
+    ap.add_argument("--episodes", type=at_least(1), default=None, help="episodes per point (default 500, quick 150)")
+    ap.add_argument("--overall", type=at_least(1), default=None,
+                    help="episodes of the overall numbers (default 5000, quick 1000)")
     ap.add_argument("--checkpoint", default=None, help="Where checkpoint (default checkpoints/what_where.pt)")
     ap.add_argument("--foveal", default=None, help="What checkpoint (default checkpoints/foveal.pt)")
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs and JSON go")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=at_least(1), default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     n = a.episodes or (150 if a.quick else 500)

@@ -11,7 +11,6 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-import saccade_env
 from saccade_env import rng
 from saccade_env.scene import SceneConfig, SceneSampler
 

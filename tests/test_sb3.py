@@ -35,6 +35,8 @@ def test_adapter_matches_dummy_vec_env_of_single_envs():
     ours.seed(7)
     ref = _dummy(n, seed=7, **kw)
     a, b = ours.reset(), ref.reset()
+    for k in b:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
     rng = np.random.default_rng(0)
     for _ in range(6):
         act = np.stack([rng.integers(0, 240, n), rng.choice([3, LOOK, LOOK], n)], 1)

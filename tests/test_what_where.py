@@ -2,7 +2,6 @@
 training run of Where that beats chance at choosing cells."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 import sys
@@ -14,7 +13,6 @@ from torch import nn
 
 from agents import what_where as ww
 from agents.rollout import make_env
-from saccade_env.core import make_config
 from saccade_env.retina import Periphery, PeripheryConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from agents.baselines import load_foveal
 from agents.checkpoint import save_checkpoint
-from agents.cli import cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.cli import check_ranges, cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
 from agents.nets import FovealClassifier
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.retina import fovea
@@ -39,20 +39,21 @@ class Config:
     """Train the foveal classifier (What pathway) on shifted digits in SaccadeMNIST scenes."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
-    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=128, metadata={"help": "foveae per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 0)"})
-    shift_start: float = field(default=1.0, metadata={"help": "std (px, per axis) of the fixation's shift "
-                                                                "from the digit centre at the start"})
-    shift_end: float = field(default=6.0, metadata={"help": "std (px) reached at 60%% of training"})
-    anywhere: float = field(default=0.1, metadata={"help": "fraction of foveae at a uniform random place"})
+    steps: int = field(default=3000, metadata={"min": 1, "help": "optimiser steps"})
+    batch_size: int = field(default=128, metadata={"min": 1, "help": "foveae per step"})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate (cosine decay to 0)"})
+    shift_start: float = field(default=1.0, metadata={
+        "min": 0, "help": "std (px, per axis) of the fixation's shift from the digit centre at the start"})
+    shift_end: float = field(default=6.0, metadata={"min": 0, "help": "std (px) reached at 60%% of training"})
+    anywhere: float = field(default=0.1, metadata={
+        "min": 0, "max": 1, "help": "fraction of foveae at a uniform random place"})
     contrasts: tuple[float, ...] = field(default=(0.3, 0.5, 0.7, 1.0), metadata={"help": "digit contrasts"})
-    width: int = field(default=24, metadata={"help": "channels of the first conv layer"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    width: int = field(default=24, metadata={"min": 1, "help": "channels of the first conv layer"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    threads: int = field(default=1, metadata={"help": "CPU threads for torch"})
-    eval_scenes: int = field(default=4000, metadata={"help": "test scenes for the final report"})
-    checkpoint_every: int = field(default=250, metadata={"help": "steps between resume files"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "CPU threads for torch"})
+    eval_scenes: int = field(default=4000, metadata={"min": 1, "help": "test scenes for the final report"})
+    checkpoint_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files"})
     runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
     name: str = field(default="foveal", metadata={"help": "run name (runs/<name>)"})
     out: str = field(default="checkpoints/foveal.pt", metadata={"help": "the shipped checkpoint"})
@@ -63,8 +64,7 @@ class Config:
         "help": "final report: also the accuracy at these shifts (px) from the digit's centre"})
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be >= 1")
+        check_ranges(self)
         preset_scene(self.env)  # raises a clear error for an unknown preset
         if not all(0.0 < c <= 1.0 for c in self.contrasts):
             raise ValueError(f"--contrasts must lie in (0, 1], got {self.contrasts}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agents.checkpoint import save_checkpoint
-from agents.cli import cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.cli import check_ranges, cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
 from agents.nets import SceneClassifier
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.scene import SceneSampler
@@ -28,26 +28,26 @@ class Config:
     """Train the fullview CNN on whole SaccadeMNIST scenes."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
-    steps: int = field(default=2000, metadata={"help": "optimiser steps"})
-    batch_size: int = field(default=64, metadata={"help": "scenes per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 0)"})
-    curriculum: float = field(default=0.4, metadata={"help": "fraction of the steps over which the background "
-                                                             "noise grows from 0 to the preset's level"})
-    width: int = field(default=16, metadata={"help": "channels of the first conv layer"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    steps: int = field(default=2000, metadata={"min": 1, "help": "optimiser steps"})
+    batch_size: int = field(default=64, metadata={"min": 1, "help": "scenes per step"})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate (cosine decay to 0)"})
+    curriculum: float = field(default=0.4, metadata={
+        "min": 0, "max": 1, "help": "fraction of the steps over which the background noise grows from 0 to the "
+                                    "preset's level"})
+    width: int = field(default=16, metadata={"min": 1, "help": "channels of the first conv layer"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    threads: int = field(default=1, metadata={"help": "CPU threads for torch"})
-    eval_scenes: int = field(default=4000, metadata={"help": "test scenes for the final report"})
-    checkpoint_every: int = field(default=250, metadata={"help": "steps between resume files"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "CPU threads for torch"})
+    eval_scenes: int = field(default=4000, metadata={"min": 1, "help": "test scenes for the final report"})
+    checkpoint_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files"})
     runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
     name: str = field(default="fullview", metadata={"help": "run name (runs/<name>)"})
     out: str = field(default="checkpoints/fullview.pt", metadata={"help": "the shipped checkpoint"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
 
     def __post_init__(self):
+        check_ranges(self)
         preset_scene(self.env)  # raises a clear error for an unknown preset
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be >= 1")
 
 
 @torch.no_grad()

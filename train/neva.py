@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agents.checkpoint import atomic_save, default_path, save_checkpoint
-from agents.cli import parse_config, resolve_device, run_dir, writer
+from agents.cli import check_ranges, parse_config, resolve_device, run_dir, writer
 from agents.neva import (BackProjector, NevaConfig, ViewClassifier, foveate, gaussian_blur, memory, paste,
                          reconstruct)
 from saccade_env.core import SaccadeCore, make_config
@@ -41,21 +41,25 @@ class Config:
     """Train NeVA's classifier of foveated scenes."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "registered id whose scenes are used"})
-    seed: int = field(default=0, metadata={"help": "seed of scenes and fixations"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of scenes and fixations"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
-    batch_size: int = field(default=64, metadata={"help": "scenes per step"})
-    steps: int = field(default=20000, metadata={"help": "at most this many steps"})
-    minutes: float = field(default=30.0, metadata={"help": "wall-clock budget of the training loop"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    width: int = field(default=16, metadata={"help": "classifier width"})
-    max_extra: int = field(default=3, metadata={"help": "fixations after the central one: 0..max_extra"})
-    p_near: float = field(default=0.6, metadata={"help": "probability that a fixation is near the digit"})
-    near_px: float = field(default=6.0, metadata={"help": "std (px) of a fixation 'near the digit'"})
-    eval_every: int = field(default=250, metadata={"help": "steps between validation and resume file"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (shared machine: 1)"})
+    batch_size: int = field(default=64, metadata={"min": 1, "help": "scenes per step"})
+    steps: int = field(default=20000, metadata={"min": 1, "help": "at most this many steps"})
+    minutes: float = field(default=30.0, metadata={"above": 0, "help": "wall-clock budget of the training loop"})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
+    width: int = field(default=16, metadata={"min": 1, "help": "classifier width"})
+    max_extra: int = field(default=3, metadata={"min": 0, "help": "fixations after the central one: 0..max_extra"})
+    p_near: float = field(default=0.6, metadata={
+        "min": 0, "max": 1, "help": "probability that a fixation is near the digit"})
+    near_px: float = field(default=6.0, metadata={"min": 0, "help": "std (px) of a fixation 'near the digit'"})
+    eval_every: int = field(default=250, metadata={"min": 1, "help": "steps between validation and resume file"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads (shared machine: 1)"})
     name: str = field(default="neva", metadata={"help": "run name: runs/<name>/"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
     out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/neva.pt)"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def make_views(core: SaccadeCore, bp: BackProjector, ncfg: NevaConfig, keys: torch.Tensor,

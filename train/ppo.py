@@ -33,7 +33,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
 from agents.checkpoint import save_checkpoint
-from agents.cli import parse_config, resolve_device, run_dir
+from agents.cli import check_ranges, parse_config, resolve_device, run_dir
 from agents.ppo import SB3Agent, policy_class
 from agents.rollout import evaluate
 from agents.sb3_extractors import RetinaExtractor
@@ -48,44 +48,44 @@ class Config:
     form: str = field(default="discrete", metadata={"help": "flat action form", "choices": ("discrete", "continuous")})
     grid: str = field(default="logpolar", metadata={"help": "saccade targets of the discrete form",
                                                     "choices": ("logpolar", "uniform")})
-    grid_size: int = field(default=8, metadata={"help": "cells per side of the uniform grid"})
-    max_saccades: int | None = field(default=None, metadata={"help": "training budget (default: the preset's)"})
+    grid_size: int = field(default=8, metadata={"min": 1, "help": "cells per side of the uniform grid"})
+    max_saccades: int | None = field(default=None, metadata={
+        "min": 0, "help": "training budget (default: the preset's)"})
     contrast: float | None = field(default=None, metadata={"help": "digit contrast (default: the preset's)"})
     noise: float | None = field(default=None, metadata={"help": "background noise level (default: the preset's)"})
     placement: str | None = field(default=None, metadata={"help": "radial, uniform or center (default: preset's)"})
     sensors: tuple[str, ...] = field(default=(), metadata={"help": "fovea/periphery/glimpse (default: the preset's)"})
-    num_envs: int = field(default=64, metadata={"help": "environments stepped as one batch"})
-    total_timesteps: int = field(default=300_000, metadata={"help": "env steps in all"})
-    n_steps: int = field(default=32, metadata={"help": "steps per env per rollout"})
-    batch_size: int = field(default=512, metadata={"help": "PPO minibatch"})
-    n_epochs: int = field(default=4, metadata={"help": "PPO epochs per rollout"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Adam step size"})
-    gamma: float = field(default=0.99, metadata={"help": "discount"})
-    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
-    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus"})
-    clip_range: float = field(default=0.2, metadata={"help": "PPO clip"})
-    width: int = field(default=16, metadata={"help": "conv channels of the extractor's first layers"})
-    code: int = field(default=128, metadata={"help": "width of each sensor's code in the extractor"})
-    hidden: int = field(default=128, metadata={"help": "hidden units of the policy and value heads"})
+    num_envs: int = field(default=64, metadata={"min": 1, "help": "environments stepped as one batch"})
+    total_timesteps: int = field(default=300_000, metadata={"min": 1, "help": "env steps in all"})
+    n_steps: int = field(default=32, metadata={"min": 1, "help": "steps per env per rollout"})
+    batch_size: int = field(default=512, metadata={"min": 1, "help": "PPO minibatch"})
+    n_epochs: int = field(default=4, metadata={"min": 1, "help": "PPO epochs per rollout"})
+    learning_rate: float = field(default=5e-4, metadata={"above": 0, "help": "Adam step size"})
+    gamma: float = field(default=0.99, metadata={"min": 0, "max": 1, "help": "discount"})
+    gae_lambda: float = field(default=0.95, metadata={"min": 0, "max": 1, "help": "GAE lambda"})
+    ent_coef: float = field(default=0.01, metadata={"min": 0, "help": "entropy bonus"})
+    clip_range: float = field(default=0.2, metadata={"above": 0, "help": "PPO clip"})
+    width: int = field(default=16, metadata={"min": 1, "help": "conv channels of the extractor's first layers"})
+    code: int = field(default=128, metadata={"min": 1, "help": "width of each sensor's code in the extractor"})
+    hidden: int = field(default=128, metadata={"min": 1, "help": "hidden units of the policy and value heads"})
     recurrent: bool = field(default=False, metadata={"help": "sb3-contrib's RecurrentPPO (LSTM policy)"})
     bootstrap_truncated: bool = field(default=False, metadata={
         "help": "report a look past the budget as TimeLimit.truncated (PPO then bootstraps it)"})
-    seed: int = field(default=0, metadata={"help": "seed of the envs and the policy"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the envs and the policy"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda (env and policy)"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads"})
-    minutes: float = field(default=0.0, metadata={"help": "stop training after this wall time (0: no limit)"})
-    save_every: int = field(default=50_000, metadata={"help": "env steps between resume files"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads"})
+    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop training after this wall time (0: no limit)"})
+    save_every: int = field(default=50_000, metadata={"min": 1, "help": "env steps between resume files"})
     resume: bool = field(default=False, metadata={"help": "go on from runs/<name>/resume.zip"})
     name: str = field(default="ppo", metadata={"help": "run name: runs/<name>/"})
     runs: str = field(default="runs", metadata={"help": "base folder of the runs"})
     out: str = field(default="checkpoints/ppo.pt", metadata={"help": "the shipped checkpoint"})
     eval_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
-    eval_episodes: int = field(default=1000, metadata={"help": "test episodes per budget (0: no evaluation)"})
+    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "test episodes per budget (0: no evaluation)"})
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
-        if self.num_envs < 1 or self.total_timesteps < 1 or self.n_steps < 1:
-            raise ValueError("num_envs, total_timesteps and n_steps must be positive")
+        check_ranges(self)
 
     def env_kwargs(self) -> dict:
         """The scene overrides (not the budget), for training and evaluation alike."""

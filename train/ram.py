@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 import saccade_env  # noqa: F401
 from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
+from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.ram import WIDTHS, RAMConfig, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
@@ -57,52 +57,55 @@ class Config:
     """Train RAM with the hybrid loss (REINFORCE + baseline + classification)."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset id (checkpoint: checkpoints/ram-<tag>.pt)"})
-    glimpse_size: int = field(default=0, metadata={"help": "glimpse side g (0: the preset's; 12 on v0)"})
-    glimpse_scales: int = field(default=0, metadata={"help": "glimpse scales k (0: the preset's; 4 on v0)"})
-    n_glimpses: int = field(default=0, metadata={"help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
-    hidden: int = field(default=256, metadata={"help": "core width"})
-    what_hidden: int = field(default=128, metadata={"help": "width of the glimpse network's what layer"})
-    where_hidden: int = field(default=128, metadata={"help": "width of the glimpse network's where layer"})
+    glimpse_size: int = field(default=0, metadata={"min": 0, "help": "glimpse side g (0: the preset's; 12 on v0)"})
+    glimpse_scales: int = field(default=0, metadata={"min": 0, "help": "glimpse scales k (0: the preset's; 4 on v0)"})
+    n_glimpses: int = field(default=0, metadata={
+        "min": 0, "help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
+    hidden: int = field(default=256, metadata={"min": 1, "help": "core width"})
+    what_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's what layer"})
+    where_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's where layer"})
     core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
-    std: float = field(default=0.1, metadata={"help": "location policy std (scene coordinates)"})
+    std: float = field(default=0.1, metadata={"above": 0, "help": "location policy std (scene coordinates)"})
     policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
-    locator_hidden: int = field(default=0, metadata={"help": "ReLU hidden layer of the location net (0: linear)"})
+    locator_hidden: int = field(default=0, metadata={
+        "min": 0, "help": "ReLU hidden layer of the location net (0: linear)"})
     location: str = field(default="tanh", metadata={"help": "policy mean squashing: tanh (the paper) or clamp "
                                                             "(straight-through clamp to [-1, 1])",
                                                     "choices": ("tanh", "clamp")})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the glimpse feature and the classifier's "
                                                           "input (training only; 0: none)"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    locator_lr: float = field(default=0.1, metadata={"help": "the location network's lr as a fraction of lr"})
-    lr_final: float = field(default=0.1, metadata={"help": "final lr as a fraction of lr (cosine decay)"})
-    steps: int = field(default=20000, metadata={"help": "training iterations (one wave of episodes each)"})
-    max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
-    batch_size: int = field(default=128, metadata={"help": "episodes per iteration"})
-    every_step_weight: float = field(default=0.5, metadata={"help": "weight of the earlier steps' CE"})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
+    locator_lr: float = field(default=0.1, metadata={"min": 0, "help": "the location network's lr as a fraction of lr"})
+    lr_final: float = field(default=0.1, metadata={"min": 0, "help": "final lr as a fraction of lr (cosine decay)"})
+    steps: int = field(default=20000, metadata={"min": 1, "help": "training iterations (one wave of episodes each)"})
+    max_minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)"})
+    batch_size: int = field(default=128, metadata={"min": 2, "help": "episodes per iteration"})
+    every_step_weight: float = field(default=0.5, metadata={"min": 0, "help": "weight of the earlier steps' CE"})
     reward: str = field(default="correct", metadata={
         "help": "REINFORCE's reward: correct (1 for a right answer, 0 otherwise: the paper) or logprob "
                 "(log-probability of the true class at the last step, clipped at -5: it still ranks "
                 "scanpaths when nearly every answer is right)", "choices": ("correct", "logprob")})
-    reinforce_weight: float = field(default=1.0, metadata={"help": "weight of the REINFORCE loss"})
-    weight_decay: float = field(default=0.0, metadata={"help": "decoupled (AdamW) weight decay on every weight but "
-                                                                "the location network's (0: none)"})
-    grad_clip: float = field(default=5.0, metadata={"help": "gradient norm clip"})
+    reinforce_weight: float = field(default=1.0, metadata={"min": 0, "help": "weight of the REINFORCE loss"})
+    weight_decay: float = field(default=0.0, metadata={
+        "min": 0, "help": "decoupled (AdamW) weight decay on every weight but the location network's (0: none)"})
+    grad_clip: float = field(default=5.0, metadata={"above": 0, "help": "gradient norm clip"})
     jitter: int = field(default=0, metadata={"help": "move each training digit by up to N px per axis, cropped "
                                                      "at the scene's edge (an augmentation: the monitor and the "
                                                      "final scores see the preset unchanged)"})
     rotate: float = field(default=0.0, metadata={"help": "turn each training digit by up to N degrees about its "
                                                          "centre (an augmentation, like --jitter: the monitor and "
                                                          "the final scores see the preset unchanged)"})
-    valid: int = field(default=0, metadata={"help": "hold out the last N training digits: train on the others, "
-                                                    "monitor on these and keep the weights of the best monitor "
-                                                    "score (0: monitor on the test split, keep the last weights)"})
-    eval_every: int = field(default=500, metadata={"help": "iterations between monitor evals (--valid's digits, "
-                                                           "or the test split)"})
-    eval_episodes: int = field(default=1000, metadata={"help": "episodes of each monitor eval"})
-    final_episodes: int = field(default=10000, metadata={"help": "test episodes of the final scores"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    valid: int = field(default=0, metadata={
+        "min": 0, "max": 30000, "help": "hold out the last N training digits: train on the others, monitor on these "
+                                        "and keep the weights of the best monitor score (0: monitor on the test split,"
+                                        " keep the last weights)"})
+    eval_every: int = field(default=500, metadata={
+        "min": 1, "help": "iterations between monitor evals (--valid's digits, or the test split)"})
+    eval_episodes: int = field(default=1000, metadata={"min": 1, "help": "episodes of each monitor eval"})
+    final_episodes: int = field(default=10000, metadata={"min": 1, "help": "test episodes of the final scores"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
     run_name: str = field(default="", metadata={"help": "runs/<name> (default ram-<tag>)"})
     out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/ram-<tag>.pt)"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
@@ -110,17 +113,11 @@ class Config:
                                                     "preset and network (fine-tune: new optimizer and schedule); "
                                                     "larger --hidden/--what-hidden/--where-hidden than the "
                                                     "checkpoint's widen it, the new units starting silent"})
-    save_every: int = field(default=250, metadata={"help": "iterations between resume files"})
+    save_every: int = field(default=250, metadata={"min": 1, "help": "iterations between resume files"})
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         checkpoint_name(self.env)  # a known preset
-        if self.batch_size < 2 or self.steps < 1 or self.lr <= 0:
-            raise ValueError("need batch_size >= 2, steps >= 1, lr > 0")
-        if self.weight_decay < 0:
-            raise ValueError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.valid <= 30000:
-            raise ValueError(f"--valid is a number of held-out training digits in 0..30000 (e.g. 5000), "
-                             f"got {self.valid}")
         if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):  # SceneConfig.jitter's range
             raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
         if not 0.0 <= self.rotate <= 180.0:  # SceneConfig.rotate's range

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agents.checkpoint import CHECKPOINTS, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import budget_done, cosine_factor, parse_config, resolve_device, run_dir, writer
+from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
 from agents.rollout import evaluate
 from agents.stn import (DEFAULT_CHECKPOINTS, STNAgent, STNConfig, checkpoint_config, config_from_checkpoint,
                         location_error_px)
@@ -51,26 +51,26 @@ class Config:
     where_sensors: tuple[str, ...] = field(default=(), metadata={
         "help": "sensors the localiser reads; empty: periphery+fovea where the preset has a periphery, "
                 "else glimpse+fovea"})
-    seed: int = field(default=0, metadata={"help": "seed of the training generator"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the training generator"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)"})
-    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
-    minutes: float = field(default=0.0, metadata={"help": "stop after this wall time (0: no limit)"})
-    batch_size: int = field(default=128, metadata={"help": "scenes per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the classifier"})
-    loc_lr: float = field(default=3e-4, metadata={"help": "Adam learning rate of the localiser"})
+    threads: int = field(default=1, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
+    steps: int = field(default=3000, metadata={"min": 1, "help": "optimiser steps"})
+    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)"})
+    batch_size: int = field(default=128, metadata={"min": 1, "help": "scenes per step"})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate of the classifier"})
+    loc_lr: float = field(default=3e-4, metadata={"min": 0, "help": "Adam learning rate of the localiser"})
     decay: str = field(default="none", metadata={
         "help": "none (constant rates) or cosine: both rates fall along a half cosine to zero over this "
                 "invocation's budget (from the step it starts or resumes at to --steps or --minutes, "
                 "whichever comes first), so a resumed run can end with an annealing phase"})
-    hidden: int = field(default=256, metadata={"help": "localiser width"})
+    hidden: int = field(default=256, metadata={"min": 1, "help": "localiser width"})
     periphery_energy: bool = field(default=True, metadata={
         "help": "the localiser also reads the periphery's phase-invariant energy"})
     classifier: str = field(default="lenet", metadata={
         "help": "lenet (two 5x5 convolutions) or vgg (four 3x3 convolutions with batch norm: reads a cluttered "
                 "fovea better, ~4x the compute)"})
     channels: tuple[int, ...] = field(default=(32, 64), metadata={"help": "classifier convolution widths (two)"})
-    fc: int = field(default=256, metadata={"help": "classifier hidden layer width"})
+    fc: int = field(default=256, metadata={"min": 1, "help": "classifier hidden layer width"})
     init_classifier: str = field(default="", metadata={
         "help": "start the classifier from a shared What-pathway checkpoint (e.g. checkpoints/foveal.pt, "
                 "made by train/foveal.py); empty: a LeNet from scratch"})
@@ -79,37 +79,38 @@ class Config:
                 "classifier behind a trained localiser"})
     freeze_localiser: bool = field(default=False, metadata={
         "help": "train the classifier alone: the localiser (from --init-localiser or --resume) stays as it is"})
-    jitter_fraction: float = field(default=0.25, metadata={"help": "part of the batch starting off-centre"})
-    jitter_range: float = field(default=0.5, metadata={"help": "off-centre starts are uniform in +-this"})
-    start_weight: float = field(default=0.5, metadata={"help": "weight of the loss at the first fovea"})
-    aux_weight: float = field(default=0.0, metadata={"help": "auxiliary pull to the digit (per px^2/100)"})
-    aux_steps: int = field(default=0, metadata={"help": "the auxiliary weight decays to 0 over these steps"})
+    jitter_fraction: float = field(default=0.25, metadata={
+        "min": 0, "max": 1, "help": "part of the batch starting off-centre"})
+    jitter_range: float = field(default=0.5, metadata={"min": 0, "help": "off-centre starts are uniform in +-this"})
+    start_weight: float = field(default=0.5, metadata={"min": 0, "help": "weight of the loss at the first fovea"})
+    aux_weight: float = field(default=0.0, metadata={"min": 0, "help": "auxiliary pull to the digit (per px^2/100)"})
+    aux_steps: int = field(default=0, metadata={"min": 0, "help": "the auxiliary weight decays to 0 over these steps"})
     ce_to_loc: float = field(default=1.0, metadata={
-        "help": "scale of the classification gradient reaching the localiser through the retina (1: plain "
-                "end to end; < 1 where the fovea's pixel gradients are mostly noise, as in MotionClouds scenes)"})
+        "min": 0, "help": "scale of the classification gradient reaching the localiser through the retina (1: plain "
+                          "end to end; < 1 where the fovea's pixel gradients are mostly noise, as in MotionClouds "
+                          "scenes)"})
     contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
     noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
     ecc_std: float | None = field(default=None, metadata={"help": "override the radial placement's scale"})
     glimpse_size: int | None = field(default=None, metadata={"help": "override the preset's glimpse patch side"})
     glimpse_scales: int | None = field(default=None, metadata={"help": "override the preset's glimpse scales"})
-    eval_every: int = field(default=500, metadata={"help": "steps between validation evaluations"})
-    eval_episodes: int = field(default=1000, metadata={"help": "episodes per validation (train digits)"})
-    final_episodes: int = field(default=5000, metadata={"help": "test episodes per budget at the end"})
+    eval_every: int = field(default=500, metadata={"min": 0, "help": "steps between validation evaluations"})
+    eval_episodes: int = field(default=1000, metadata={"min": 1, "help": "episodes per validation (train digits)"})
+    final_episodes: int = field(default=5000, metadata={"min": 1, "help": "test episodes per budget at the end"})
     final_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "budgets evaluated at the end"})
-    log_every: int = field(default=25, metadata={"help": "steps between TensorBoard scalars"})
-    save_every: int = field(default=200, metadata={"help": "steps between resume files"})
+    log_every: int = field(default=25, metadata={"min": 1, "help": "steps between TensorBoard scalars"})
+    save_every: int = field(default=200, metadata={"min": 1, "help": "steps between resume files"})
     run_name: str = field(default="", metadata={"help": "run directory name (default stn-<env>)"})
     runs_dir: str = field(default="runs", metadata={"help": "where run directories go"})
     checkpoint: str = field(default="", metadata={"help": "output checkpoint (default by env)"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if not any(p.id == self.env for p in PRESETS):
             raise ValueError(f"--env must be one of {[p.id for p in PRESETS]}, got {self.env!r}")
         if len(self.channels) != 2:
             raise ValueError(f"--channels takes two widths (conv1 conv2), got {self.channels}")
-        if not (0.0 <= self.jitter_fraction <= 1.0):
-            raise ValueError(f"--jitter-fraction must be in [0, 1], got {self.jitter_fraction}")
         if self.classifier not in ("lenet", "vgg"):
             raise ValueError(f"--classifier must be 'lenet' or 'vgg', got {self.classifier!r}")
         if self.init_classifier and self.classifier != "lenet":

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from agents import what_where as ww
 from agents.baselines import load_foveal
 from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import (budget_done, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta,
+from agents.cli import (budget_done, check_ranges, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta,
                         save_resume, writer)
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
@@ -45,45 +45,49 @@ class Config:
     foveal: str = field(default="checkpoints/foveal.pt", metadata={"help": "the What pathway (train/foveal.py)"})
     noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
     contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
-    scenes: int = field(default=24000, metadata={"help": "training samples (scene + fixation)"})
-    val_scenes: int = field(default=2000, metadata={"help": "held-out samples (test digits)"})
-    centre: float = field(default=0.5, metadata={"help": "fraction of fixations at the scene's centre"})
-    near: float = field(default=0.35, metadata={"help": "fraction near the digit (the rest: anywhere)"})
-    near_px: float = field(default=8.0, metadata={"help": "std (px) of a near fixation around the digit"})
-    map_radius: int = field(default=40, metadata={"help": "accuracy map: shifts up to this (px)"})
-    map_spacing: int = field(default=2, metadata={"help": "accuracy map: px between shifts"})
-    map_scenes: int = field(default=96, metadata={"help": "accuracy map: scenes read at every shift"})
+    scenes: int = field(default=24000, metadata={"min": 1, "help": "training samples (scene + fixation)"})
+    val_scenes: int = field(default=2000, metadata={"min": 1, "help": "held-out samples (test digits)"})
+    centre: float = field(default=0.5, metadata={
+        "min": 0, "max": 1, "help": "fraction of fixations at the scene's centre"})
+    near: float = field(default=0.35, metadata={
+        "min": 0, "max": 1, "help": "fraction near the digit (the rest: anywhere)"})
+    near_px: float = field(default=8.0, metadata={"min": 0, "help": "std (px) of a near fixation around the digit"})
+    map_radius: int = field(default=40, metadata={"min": 1, "help": "accuracy map: shifts up to this (px)"})
+    map_spacing: int = field(default=2, metadata={"min": 1, "help": "accuracy map: px between shifts"})
+    map_scenes: int = field(default=96, metadata={"min": 1, "help": "accuracy map: scenes read at every shift"})
     arch: str = field(default="conv", metadata={"help": "conv or mlp (the paper's)", "choices": ("conv", "mlp")})
-    channels: int = field(default=48, metadata={"help": "conv width"})
-    layers: int = field(default=5, metadata={"help": "conv depth"})
-    hidden: int = field(default=1000, metadata={"help": "mlp hidden width"})
+    channels: int = field(default=48, metadata={"min": 1, "help": "conv width"})
+    layers: int = field(default=5, metadata={"min": 1, "help": "conv depth"})
+    hidden: int = field(default=1000, metadata={"min": 1, "help": "mlp hidden width"})
     init: str = field(default="", metadata={"help": "start Where from this what_where checkpoint (fine-tune)"})
     data_cache: str = field(default="", metadata={"help": "keep the generated samples in this file and reuse "
                                                           "them when the data settings match (What-independent)"})
-    cell_ce: float = field(default=1.0, metadata={"help": "weight of the cell-choice loss: cross-entropy between "
-                                                          "softmax(logits over cells) and softmax(targets / cell_tau)"})
-    cell_tau: float = field(default=0.05, metadata={"help": "temperature of the cell-choice targets"})
-    steps: int = field(default=3000, metadata={"help": "optimiser steps"})
-    max_minutes: float = field(default=0.0, metadata={"help": "stop after this wall time, the map and data "
-                                                               "generation included (0: no limit)"})
-    batch_size: int = field(default=128, metadata={"help": "samples per step"})
-    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (cosine decay)"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    cell_ce: float = field(default=1.0, metadata={
+        "min": 0, "help": "weight of the cell-choice loss: cross-entropy between softmax(logits over cells) and "
+                          "softmax(targets / cell_tau)"})
+    cell_tau: float = field(default=0.05, metadata={"above": 0, "help": "temperature of the cell-choice targets"})
+    steps: int = field(default=3000, metadata={"min": 1, "help": "optimiser steps"})
+    max_minutes: float = field(default=0.0, metadata={
+        "min": 0, "help": "stop after this wall time, the map and data generation included (0: no limit)"})
+    batch_size: int = field(default=128, metadata={"min": 1, "help": "samples per step"})
+    lr: float = field(default=2e-3, metadata={"above": 0, "help": "Adam learning rate (cosine decay)"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    threads: int = field(default=1, metadata={"help": "CPU threads for torch"})
-    eval_episodes: int = field(default=1000, metadata={"help": "test episodes for the final score (0: skip)"})
-    log_every: int = field(default=100, metadata={"help": "steps between validation logs"})
-    checkpoint_every: int = field(default=250, metadata={"help": "steps between resume files"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "CPU threads for torch"})
+    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "test episodes for the final score (0: skip)"})
+    log_every: int = field(default=100, metadata={"min": 1, "help": "steps between validation logs"})
+    checkpoint_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files"})
     runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
     name: str = field(default="what_where", metadata={"help": "run name (runs/<name>)"})
     out: str = field(default="checkpoints/what_where.pt", metadata={"help": "the shipped checkpoint"})
     resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
 
     def __post_init__(self):
-        if min(self.scenes, self.val_scenes, self.steps, self.batch_size, self.map_scenes) < 1:
-            raise ValueError("--scenes, --val-scenes, --steps, --batch-size, --map-scenes must be >= 1")
-        if not (0 <= self.centre and 0 <= self.near and self.centre + self.near <= 1):
-            raise ValueError("--centre and --near are fractions summing to at most 1")
+        check_ranges(self)
+        if self.centre + self.near > 1:
+            raise ValueError(f"--centre and --near are fractions summing to at most 1, got {self.centre} + {self.near}")
+        if self.map_spacing > self.map_radius:
+            raise ValueError(f"--map-spacing ({self.map_spacing} px) must not exceed --map-radius ({self.map_radius} px)")
 
 
 def scene_config(cfg: Config):
