@@ -172,9 +172,10 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     ``on_wave(n)`` is called after each wave with the number of episodes it finished
     (for a progress bar).
     """
-    if episodes < 1 or budget < 0:
-        raise ValueError(f"need episodes >= 1 and budget >= 0, got episodes={episodes}, budget={budget}")
-    B = max(1, min(int(batch_size), int(episodes)))
+    if episodes < 1 or budget < 0 or batch_size < 1 or seed < 0:
+        raise ValueError(f"need episodes >= 1, budget >= 0, batch_size >= 1 and seed >= 0, got episodes={episodes}, "
+                         f"budget={budget}, batch_size={batch_size}, seed={seed}")
+    B = min(int(batch_size), int(episodes))
     venv = make_env(env_id, agent=agent, num_envs=B, device=device, max_saccades=budget, split=split,
                     **env_kwargs)
     if hasattr(agent, "seed"):

@@ -82,6 +82,13 @@ def test_run_episodes_records_steps_and_ends_every_episode(templates):
     assert "label" not in ep.steps[0]["obs"]
 
 
+def test_evaluate_refuses_bad_arguments(templates):
+    agent = CenterAgent(templates)
+    for kw in ({"episodes": 0}, {"budget": -1}, {"batch_size": 0}, {"seed": -1}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            evaluate(agent, **{"budget": 1, "episodes": 10, **kw})
+
+
 def test_wilson_interval_known_values_and_coverage():
     lo, hi = wilson_interval(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
