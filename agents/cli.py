@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import torch
 
+from saccade_env.core import check_device
+
 
 def parse_config(cls: type, argv: list[str] | None = None, *, description: str | None = None) -> Any:
     """Build ``cls`` (a frozen dataclass) from ``--field value`` options, one per field.
@@ -83,11 +85,10 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> cuda when available, else cpu; a device that is not there is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu "
-                         f"(or --device auto)")
-    return dev
+    try:
+        return check_device(name)
+    except ValueError as err:
+        raise SystemExit(f"--device {name}: {err} (or --device auto)") from None
 
 
 def run_dir(base: str, name: str) -> Path:

@@ -33,7 +33,10 @@ LOOK = 10  # the answer that means "saccade, don't answer yet"
 def check_device(device: torch.device | str) -> torch.device:
     """``device`` as a torch.device; a CUDA device where CUDA is absent is a ValueError that says what to pass
     (torch's own message names its build, and some libraries fall back to the CPU without a word)."""
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={str(device)!r} is not a torch device; pass 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r}: CUDA is not available here (no GPU visible, or a CPU-only "
                          f"torch build); pass device='cpu', or install a CUDA build of torch on a GPU machine")

@@ -626,6 +626,11 @@ def test_cuda_without_cuda_says_what_to_pass():
             make()
 
 
+def test_a_device_torch_does_not_know_says_what_to_pass():
+    with pytest.raises(ValueError, match="not a torch device; pass 'cpu'"):
+        SaccadeMNISTEnv(device="gpu")
+
+
 def test_bad_vector_construction():
     for n in (0, -3, 2.0):
         with pytest.raises(ValueError, match="num_envs"):
