@@ -267,7 +267,11 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
     so the numbers compare with it.  The averaged answer is computed here from the agent's
     final classifier outputs (the environment judged each copy alone).
     """
-    B = max(1, min(int(batch_size), int(episodes)))
+    if episodes < 1 or budget < 0 or samples < 1 or batch_size < 1 or seed < 0:
+        raise ValueError(f"need episodes >= 1, budget >= 0, samples >= 1, batch_size >= 1 and seed >= 0, got "
+                         f"episodes={episodes}, budget={budget}, samples={samples}, batch_size={batch_size}, "
+                         f"seed={seed}")
+    B = min(int(batch_size), int(episodes))
     kw = {**agent.env_kwargs, **env_kwargs}
     venv = make_env(env_id, agent=agent, num_envs=B * samples, device=device, max_saccades=budget, **kw)
     was, agent.deterministic = agent.deterministic, False

@@ -173,6 +173,13 @@ def test_agent_episode_structure_and_shape_error():
     venv.close()
 
 
+def test_evaluate_mc_refuses_bad_arguments():
+    agent, _ = _wave(False, B=2)
+    for kw in ({"episodes": 0}, {"budget": -1}, {"samples": 0}, {"batch_size": 0}, {"seed": -1}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            evaluate_mc(agent, **{"env_id": "SaccadeMNIST-Translated60-v0", "budget": 1, "episodes": 4, **kw})
+
+
 def test_load_agent_errors(tmp_path, monkeypatch):
     import agents.checkpoint as ck
     monkeypatch.setattr(ck, "ROOT", tmp_path)  # an empty checkpoints/ folder
