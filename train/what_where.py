@@ -198,6 +198,8 @@ def main(cfg: Config) -> dict:
     acc_map = accuracy_map(what, train_s, cfg, seeded(1))
     data, val = cached_data(cfg, lambda: (make_dataset(train_s, periphery, cfg.scenes, cfg, seeded(2)), make_dataset(
         val_s, periphery, cfg.val_scenes, cfg, seeded(3))), device)
+    print(f"accuracy map and {cfg.scenes + cfg.val_scenes} periphery samples ready after "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     where = ww.build_where(ww.WhereConfig(arch=cfg.arch, channels=cfg.channels, layers=cfg.layers, hidden=cfg.hidden),
                            periphery=periphery, scene_size=env_cfg.scene.size).to(device)
     where.in_scale.copy_(data["periphery"][:4096].float().std(dim=(0, 3)).clamp_min(1e-6))
@@ -223,7 +225,9 @@ def main(cfg: Config) -> dict:
         if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
             save_resume(rdir / "resume.pt", step=step, elapsed=time.perf_counter() - t0, config=cfg,
                         where=where, opt=opt, gen=gen)
-            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached after {step} steps")
+            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached after {step} steps" + (
+                " (the accuracy map and the samples took all of it: raise --max-minutes, or lower --scenes or "
+                "--map-scenes)" if step == start else ""))
             break
         set_lr(step)
         idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
