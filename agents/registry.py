@@ -43,6 +43,9 @@ AGENTS: dict[str, Entry] = {
     "oracle": Entry("agents.baselines:load_agent", ("foveal",), "train/foveal.py", ("oracle",)),
     "fullview": Entry("agents.baselines:load_agent", ("fullview",), "train/fullview.py", ("fullview",)),
     "what_where": Entry("agents.what_where:load_agent", ("what_where", "foveal"), "train/what_where.py"),
+    # the same, Where's predicted accuracies averaged over the periphery and its mirror image
+    "what_where-mirror": Entry("agents.what_where:load_agent", ("what_where", "foveal"), "train/what_where.py",
+                               options={"mirror_views": True}),
     "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
     "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
     "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"},

@@ -13,8 +13,9 @@ The greedy policy (:class:`WhatWhereAgent`): What's confidence (its max softmax 
 is compared with the best predicted peripheral accuracy; the agent answers when the former
 wins or when no saccade is left, else it saccades to the arg-max cell (relative to the
 current fixation, clipped to where a digit's centre can be).  Options, off by default:
-inhibition of return (cells landing near a past fixation are never chosen) and evidence
-accumulation (What's log-probabilities summed across fixations).
+inhibition of return (cells landing near a past fixation are never chosen), evidence
+accumulation (What's log-probabilities summed across fixations) and mirrored views (Where's
+map averaged with its reading of the periphery mirrored top to bottom, mapped back).
 
 Saccade targets are the centres of the periphery's own cells: ring radii and azimuths are
 read from :class:`saccade_env.retina.Periphery` (:func:`saccade_grid`), so a cell of the
@@ -34,6 +35,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from saccade_env.retina import mirror_indices
 
 from .base import make_action, must_answer
 from .checkpoint import load_checkpoint
@@ -169,14 +172,20 @@ class WhereNet(nn.Module):
     The input is scaled per (channel, ring) by ``in_scale`` (set from data before training:
     ring responses differ ten-fold).  The conv net also gets, at each cell, where the saccade
     would land (x, y, normalised) and the ring's index: the only non-equivariant facts
-    (clipping at the scene's edge, the cell's size)."""
+    (clipping at the scene's edge, the cell's size).
+
+    ``mirror``: the periphery's :func:`saccade_env.retina.mirror_indices`, for
+    ``forward(..., mirrored=True)``."""
 
     def __init__(self, cfg: WhereConfig, *, grid: torch.Tensor, in_channels: int, scene_size: int,
-                 reach: float) -> None:
+                 reach: float, mirror: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         E, A, _ = grid.shape
         self.cfg, self.scene_size, self.reach = cfg, scene_size, float(reach)
         self.register_buffer("grid", grid.clone())
+        self.mirror = mirror is not None
+        for name, value in zip(("mirror_channels", "mirror_signs", "mirror_azimuths"), mirror or (None,) * 3):
+            self.register_buffer(name, value, persistent=False)  # rebuilt from the periphery, not saved
         self.register_buffer("in_scale", torch.ones(in_channels, E))
         if cfg.arch == "conv":
             w, extra = cfg.channels, 3
@@ -188,7 +197,19 @@ class WhereNet(nn.Module):
             self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(n + 2, cfg.hidden), nn.ReLU(),
                                      nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, E * A))
 
-    def forward(self, periphery: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
+    def forward(self, periphery: torch.Tensor, fixation: torch.Tensor, *, mirrored: bool = False) -> torch.Tensor:
+        """``mirrored=True``: Where's reading of the scene mirrored top to bottom about the
+        fixation's row (the periphery as :meth:`saccade_env.retina.Periphery.mirror` gives it,
+        the fixation's y negated), mapped back cell by cell: a second view of the same scene
+        for a network that was not trained to be mirror-symmetric."""
+        if mirrored:
+            if not self.mirror:
+                raise ValueError("this WhereNet was built without the periphery's mirror_indices; build it with "
+                                 "build_where(...) to read mirrored views")
+            x = periphery.index_select(1, self.mirror_channels) * self.mirror_signs[:, None, None]
+            x = x.gather(-1, self.mirror_azimuths.expand_as(x))
+            out = self(x, fixation * fixation.new_tensor([1.0, -1.0]))
+            return out.gather(-1, self.mirror_azimuths.expand_as(out))
         B, _, E, A = periphery.shape
         x = periphery / self.in_scale[None, :, :, None]
         if self.cfg.arch == "mlp":
@@ -215,6 +236,9 @@ class WhatWhereAgent:
         ior_radius: px.
         accumulate: sum What's log-probabilities over the fixations of an episode (the answer
             and the confidence come from the sum) instead of using the current fovea alone.
+        mirror_views: Where's predicted accuracies averaged over the periphery and its mirror
+            image (top to bottom about the fixation's row; :meth:`WhereNet.forward`): a
+            second view of the scene, at twice Where's cost.
         stop_margin: answer when What's confidence + stop_margin >= the best peripheral
             predicted accuracy (0: the paper's rule).
 
@@ -227,8 +251,13 @@ class WhatWhereAgent:
     privileged = False
 
     def __init__(self, *, what: nn.Module, where: WhereNet, inhibition_of_return: bool = False,
-                 ior_radius: float = 8.0, accumulate: bool = False, stop_margin: float = 0.0) -> None:
+                 ior_radius: float = 8.0, accumulate: bool = False, stop_margin: float = 0.0,
+                 mirror_views: bool = False) -> None:
         self.what, self.where = what.eval(), where.eval()
+        self.mirror_views = bool(mirror_views)
+        if self.mirror_views and not where.mirror:
+            raise ValueError("mirror_views=True needs a WhereNet built by build_where (it knows the periphery's "
+                             "mirror); or pass mirror_views=False")
         self.inhibition_of_return, self.ior_radius = bool(inhibition_of_return), float(ior_radius)
         self.accumulate, self.stop_margin = bool(accumulate), float(stop_margin)
         self.scene_size = where.scene_size
@@ -240,7 +269,10 @@ class WhatWhereAgent:
     @torch.no_grad()
     def predicted_accuracy(self, periphery: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
         """(B, E, A) Where's predicted What accuracy after a saccade to each cell."""
-        return torch.sigmoid(self.where(periphery, fixation))
+        acc = torch.sigmoid(self.where(periphery, fixation))
+        if self.mirror_views:
+            acc = 0.5 * (acc + torch.sigmoid(self.where(periphery, fixation, mirrored=True)))
+        return acc
 
     def act(self, obs: dict[str, torch.Tensor], state: dict, *, info: dict | None = None
             ) -> tuple[dict[str, torch.Tensor], dict]:
@@ -275,7 +307,7 @@ def default_reach(scene_size: int) -> float:
 def build_where(cfg: WhereConfig, *, periphery, scene_size: int) -> WhereNet:
     """A fresh :class:`WhereNet` on ``periphery``'s grid."""
     return WhereNet(cfg, grid=saccade_grid(periphery), in_channels=periphery.cfg.shape[0],
-                    scene_size=scene_size, reach=default_reach(scene_size))
+                    scene_size=scene_size, reach=default_reach(scene_size), mirror=mirror_indices(periphery.cfg))
 
 
 def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=None, **options) -> WhatWhereAgent:

@@ -192,6 +192,26 @@ def _local_kernels(cfg: PeripheryConfig) -> torch.Tensor:
     return torch.stack(kernels, 1).to(torch.float32)  # (k*k, n_theta*n_phase)
 
 
+def mirror_indices(cfg: PeripheryConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """How the periphery's responses change when the scene is mirrored top to bottom about
+    the fixation's row (y -> -y).
+
+    A filter at azimuth psi goes to -psi, and its orientation relative to the azimuth
+    theta to -theta, i.e. to the bank's ``pi - theta`` filter, whose odd (imaginary) part
+    has the opposite sign.  Returns ``(channels (C,), signs (C,), azimuths (E, A))``, all
+    involutions: the responses to the mirrored scene are :meth:`Periphery.mirror` of the
+    responses (channel ``c`` read from ``channels[c]`` times ``signs[c]``, cell ``(e, a)``
+    from ``(e, azimuths[e, a])``); channel ``c = t * n_phase + phase`` as the bank is built.
+    """
+    T, Ph, E, A = cfg.n_theta, cfg.n_phase, cfg.n_eccentricity, cfg.n_azimuth
+    t, ph = torch.arange(T).repeat_interleave(Ph), torch.arange(Ph).repeat(T)
+    channels = ((T - t) % T) * Ph + ph
+    signs = torch.where((ph == 1) & (t != 0), -1.0, 1.0)
+    a = torch.arange(A)
+    azimuths = torch.stack([(-a - (e % 2)) % A for e in range(E)])  # odd rings: offset by half a step
+    return channels, signs, azimuths
+
+
 class Periphery(torch.nn.Module):
     """Log-polar log-Gabor responses around the fixation.
 
@@ -286,6 +306,14 @@ class Periphery(torch.nn.Module):
 
     def forward(self, scenes: torch.Tensor, fixations: torch.Tensor, *, pad: float = 0.0) -> torch.Tensor:
         return self.read(self.whiten(scenes, pad=pad), fixations)
+
+    def mirror(self, responses: torch.Tensor) -> torch.Tensor:
+        """(..., C, E, A) responses at a fixation -> those the same filters give on the scene
+        mirrored top to bottom about the fixation's row (:func:`mirror_indices`; exact up to
+        the pixel grid: ``Periphery(scenes.flip(-2), fixations * (1, -1))``)."""
+        channels, signs, azimuths = (x.to(responses.device) for x in mirror_indices(self.cfg))
+        x = responses.index_select(-3, channels) * signs[:, None, None]
+        return x.gather(-1, azimuths.expand_as(x))
 
     # ------------------------------------------------------------------ pixel-grid fast path
     # Where the environment's eye lands (on the pixel grid) every tap of :meth:`read` sits at

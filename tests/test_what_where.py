@@ -144,6 +144,33 @@ def test_inhibition_of_return_never_picks_the_current_place(periphery):
     assert state["past"].shape == (4, 1, 2)
 
 
+def test_mirrored_view_reads_the_mirrored_scene(periphery):
+    """Where's mirrored view of a scene is its plain view of the scene flipped top to bottom
+    (fixation's y negated), mapped back cell by cell to the flipped scene's cells."""
+    torch.manual_seed(0)
+    net = ww.build_where(ww.WhereConfig(channels=8, layers=3), periphery=periphery, scene_size=S)
+    fix = torch.tensor([[0.1, 0.2], [-0.2, -0.1]])
+    flip = fix * torch.tensor([1.0, -1.0])
+    g = torch.Generator().manual_seed(2)
+    scenes = torch.nn.functional.avg_pool2d(torch.rand(2, 1, S + 3, S + 3, generator=g), 4, stride=1)[:, 0]
+    with torch.no_grad():
+        p, p_flip = periphery(scenes, fix, pad=0.5), periphery(scenes.flip(-2), flip, pad=0.5)
+        net.in_scale.copy_(p.std(dim=(0, 3)))  # the responses, not the landing channels, drive the net
+        plain = net(p, fix)
+        _, _, azimuths = ww.mirror_indices(periphery.cfg)
+        want = plain.gather(-1, azimuths.expand_as(plain))  # plain's cell (e, a) is the flipped scene's (e, az)
+        spread = float(plain.std())
+        assert float((net(p_flip, flip, mirrored=True) - want).abs().max()) < 0.1 * spread  # wrong maps: ~4
+        assert float((net(p_flip, flip) - want).abs().max()) > 0.3 * spread  # the net is not mirror-symmetric
+        # the agent's mirror_views averages the two views' predicted accuracies
+        agent = ww.WhatWhereAgent(what=Unsure(), where=net, mirror_views=True)
+        both = 0.5 * (torch.sigmoid(plain) + torch.sigmoid(net(p, fix, mirrored=True)))
+        torch.testing.assert_close(agent.predicted_accuracy(p, fix), both)
+    bare = ww.WhereNet(ww.WhereConfig(channels=8, layers=3), grid=net.grid, in_channels=12, scene_size=S, reach=50.0)
+    with pytest.raises(ValueError, match="build_where"):
+        ww.WhatWhereAgent(what=Unsure(), where=bare, mirror_views=True)
+
+
 def _train_module():
     spec = importlib.util.spec_from_file_location("train_what_where", ROOT / "train" / "what_where.py")
     mod = importlib.util.module_from_spec(spec)
