@@ -309,8 +309,10 @@ class Periphery(torch.nn.Module):
 
     def mirror(self, responses: torch.Tensor) -> torch.Tensor:
         """(..., C, E, A) responses at a fixation -> those the same filters give on the scene
-        mirrored top to bottom about the fixation's row (:func:`mirror_indices`; exact up to
-        the pixel grid: ``Periphery(scenes.flip(-2), fixations * (1, -1))``)."""
+        mirrored top to bottom about the fixation's row, i.e. ``self(scenes.flip(-2),
+        fixations * (1, -1))`` for fixations on the pixel grid (:func:`mirror_indices`; to
+        about 0.3% of their norm: the sampled kernels are mirror images of each other only to
+        their sampling)."""
         channels, signs, azimuths = (x.to(responses.device) for x in mirror_indices(self.cfg))
         x = responses.index_select(-3, channels) * signs[:, None, None]
         return x.gather(-1, azimuths.expand_as(x))
