@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saccade_env.retina import mirror_indices
+from saccade_env.retina import mirror_indices, mirror_responses
 
 from .base import make_action, must_answer
 from .checkpoint import load_checkpoint
@@ -206,10 +206,9 @@ class WhereNet(nn.Module):
             if not self.mirror:
                 raise ValueError("this WhereNet was built without the periphery's mirror_indices; build it with "
                                  "build_where(...) to read mirrored views")
-            x = periphery.index_select(1, self.mirror_channels) * self.mirror_signs[:, None, None]
-            x = x.gather(-1, self.mirror_azimuths.expand_as(x))
+            x = mirror_responses(periphery, self.mirror_channels, self.mirror_signs, self.mirror_azimuths)
             out = self(x, fixation * fixation.new_tensor([1.0, -1.0]))
-            return out.gather(-1, self.mirror_azimuths.expand_as(out))
+            return mirror_responses(out, None, None, self.mirror_azimuths)  # back to the scene's cells
         B, _, E, A = periphery.shape
         x = periphery / self.in_scale[None, :, :, None]
         if self.cfg.arch == "mlp":

@@ -212,6 +212,14 @@ def mirror_indices(cfg: PeripheryConfig) -> tuple[torch.Tensor, torch.Tensor, to
     return channels, signs, azimuths
 
 
+def mirror_responses(responses: torch.Tensor, channels: torch.Tensor, signs: torch.Tensor,
+                     azimuths: torch.Tensor) -> torch.Tensor:
+    """(..., C, E, A) responses or (..., E, A) maps (then pass ``channels=None``) moved to
+    the mirrored scene's layout by :func:`mirror_indices`' ``channels, signs, azimuths``."""
+    x = responses if channels is None else responses.index_select(-3, channels) * signs[:, None, None]
+    return x.gather(-1, azimuths.expand_as(x))
+
+
 class Periphery(torch.nn.Module):
     """Log-polar log-Gabor responses around the fixation.
 
@@ -313,9 +321,7 @@ class Periphery(torch.nn.Module):
         fixations * (1, -1))`` for fixations on the pixel grid (:func:`mirror_indices`; to
         about 0.3% of their norm: the sampled kernels are mirror images of each other only to
         their sampling)."""
-        channels, signs, azimuths = (x.to(responses.device) for x in mirror_indices(self.cfg))
-        x = responses.index_select(-3, channels) * signs[:, None, None]
-        return x.gather(-1, azimuths.expand_as(x))
+        return mirror_responses(responses, *(x.to(responses.device) for x in mirror_indices(self.cfg)))
 
     # ------------------------------------------------------------------ pixel-grid fast path
     # Where the environment's eye lands (on the pixel grid) every tap of :meth:`read` sits at
