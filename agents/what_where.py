@@ -183,7 +183,6 @@ class WhereNet(nn.Module):
         E, A, _ = grid.shape
         self.cfg, self.scene_size, self.reach = cfg, scene_size, float(reach)
         self.register_buffer("grid", grid.clone())
-        self.mirror = mirror is not None
         for name, value in zip(("mirror_channels", "mirror_signs", "mirror_azimuths"), mirror or (None,) * 3):
             self.register_buffer(name, value, persistent=False)  # rebuilt from the periphery, not saved
         self.register_buffer("in_scale", torch.ones(in_channels, E))
@@ -203,7 +202,7 @@ class WhereNet(nn.Module):
         the fixation's y negated), mapped back cell by cell: a second view of the same scene
         for a network that was not trained to be mirror-symmetric."""
         if mirrored:
-            if not self.mirror:
+            if self.mirror_azimuths is None:
                 raise ValueError("this WhereNet was built without the periphery's mirror_indices; build it with "
                                  "build_where(...) to read mirrored views")
             x = mirror_responses(periphery, self.mirror_channels, self.mirror_signs, self.mirror_azimuths)
@@ -254,7 +253,7 @@ class WhatWhereAgent:
                  mirror_views: bool = False) -> None:
         self.what, self.where = what.eval(), where.eval()
         self.mirror_views = bool(mirror_views)
-        if self.mirror_views and not where.mirror:
+        if self.mirror_views and where.mirror_azimuths is None:
             raise ValueError("mirror_views=True needs a WhereNet built by build_where (it knows the periphery's "
                              "mirror); or pass mirror_views=False")
         self.inhibition_of_return, self.ior_radius = bool(inhibition_of_return), float(ior_radius)
