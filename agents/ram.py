@@ -7,6 +7,7 @@ the core state -- or, when no saccade is left (``saccades_left == 0``), answers 
 classifier applied to the core state::
 
     what  : glimpse (B, k, g, g) --norm--> Linear -> ReLU           (B, what_hidden)
+            (what_conv > 0: + Linear(ReLU(Conv3x3/2(glimpse))) before the ReLU)
     where : fixation (B, 2)              --> Linear -> ReLU          (B, where_hidden)
     g_t   = drop(ReLU(Linear(what) + Linear(where)))                (B, hidden)
     h_t   = core(g_t, h_{t-1})        GRU or LSTM cell               (B, hidden)
@@ -74,6 +75,11 @@ class RAMConfig:
     Attributes:
         glimpse_size, glimpse_scales: the sensor (patches of ``glimpse_size`` px, scales 2**j).
         what_hidden, where_hidden, hidden: widths of the glimpse network and the core.
+        what_conv: channels of a convolutional branch of the what layer (0: none, the paper):
+            the k scales as input channels, a 3x3 convolution of stride 2 (padding 1), ReLU,
+            then a bias-free Linear to ``what_hidden`` added to the fully connected what layer
+            before its ReLU.  It shares one set of local stroke detectors across the patch,
+            which a fully connected layer must learn position by position.
         core: "gru" or "lstm".
         std: standard deviation of the Gaussian location policy (scene coordinates).
         policy_into_core: let REINFORCE's gradient reach the core (the paper) or not.
@@ -88,6 +94,7 @@ class RAMConfig:
     glimpse_size: int = 8
     glimpse_scales: int = 1
     what_hidden: int = 128
+    what_conv: int = 0
     where_hidden: int = 128
     hidden: int = 256
     core: str = "gru"
@@ -108,6 +115,9 @@ class RAMConfig:
             raise ValueError(f"std and obs_std must be > 0, got std={self.std}, obs_std={self.obs_std}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.what_conv < 0 or (self.what_conv and self.glimpse_size < 2):
+            raise ValueError(f"what_conv must be >= 0 (0: no convolutional branch) and needs glimpses of at "
+                             f"least 2x2 px, got what_conv={self.what_conv}, glimpse_size={self.glimpse_size}")
 
 
 @dataclass
@@ -138,6 +148,11 @@ class RAMNet(nn.Module):
         self.cfg = cfg
         n_in = cfg.glimpse_scales * cfg.glimpse_size ** 2
         self.what = nn.Sequential(nn.Flatten(), nn.Linear(n_in, cfg.what_hidden), nn.ReLU())
+        if cfg.what_conv:  # added to what[1]'s output, before what[2]'s ReLU
+            n_conv = cfg.what_conv * ((cfg.glimpse_size + 1) // 2) ** 2
+            self.what_conv = nn.Sequential(
+                nn.Conv2d(cfg.glimpse_scales, cfg.what_conv, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Flatten(), nn.Linear(n_conv, cfg.what_hidden, bias=False))
         self.where = nn.Sequential(nn.Linear(2, cfg.where_hidden), nn.ReLU())
         self.mix_what = nn.Linear(cfg.what_hidden, cfg.hidden)
         self.mix_where = nn.Linear(cfg.where_hidden, cfg.hidden)
@@ -152,7 +167,11 @@ class RAMNet(nn.Module):
     def glimpse_features(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
         """(B, k, g, g) glimpse, (B, 2) fixation -> (B, hidden) glimpse feature g_t."""
         x = (glimpse - self.cfg.obs_mean) / self.cfg.obs_std
-        return self.drop(torch.relu(self.mix_what(self.what(x)) + self.mix_where(self.where(fixation))))
+        if self.cfg.what_conv:
+            what = self.what[2](self.what[1](self.what[0](x)) + self.what_conv(x))
+        else:
+            what = self.what(x)
+        return self.drop(torch.relu(self.mix_what(what) + self.mix_where(self.where(fixation))))
 
     def mean_location(self, h: torch.Tensor) -> torch.Tensor:
         """(B, hidden) core state -> (B, 2) policy mean in [-1, 1] (the core detached unless
@@ -296,35 +315,45 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
 
 
 WIDTHS = ("what_hidden", "where_hidden", "hidden")  # the widths widen_weights can grow
+GROWABLE = WIDTHS + ("what_conv",)  # and the convolutional what branch, which it can add (0 -> C)
 
 
 def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConfig, *,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The weights of ``old``'s network, grown to ``new``'s widths without changing what it computes.
 
-    Only :data:`WIDTHS` may differ (each at least as wide as before); every other field of the
-    two configs must agree.  Each new unit gets fresh random input weights (the layer's default
-    initialisation, drawn from ``generator``) and **zero outgoing weights**: it is computed but
-    nothing reads it yet, so the grown network's logits, locations and baseline are the old
-    network's exactly (tested), and training brings the new units in.  For the GRU/LSTM core,
-    whose weights stack the gates, the growth applies within each gate block.
+    Only :data:`GROWABLE` may differ (each at least as large as before; ``what_conv`` only from 0,
+    adding the branch); every other field of the two configs must agree.  Each new unit gets
+    fresh random input weights (the layer's default initialisation, drawn from ``generator``)
+    and **zero outgoing weights**: it is computed but nothing reads it yet, so the grown
+    network's logits, locations and baseline are the old network's exactly (tested), and
+    training brings the new units in.  An added convolutional branch likewise starts with a
+    zero output layer.  For the GRU/LSTM core, whose weights stack the gates, the growth
+    applies within each gate block.
 
     Returns a state dict for ``RAMNet(new)``.
     """
     differ = [f.name for f in dataclasses.fields(old)
-              if f.name not in WIDTHS and getattr(old, f.name) != getattr(new, f.name)]
+              if f.name not in GROWABLE and getattr(old, f.name) != getattr(new, f.name)]
     if differ:
-        raise ValueError(f"only the widths {WIDTHS} can grow; these differ too: {differ}")
-    shrunk = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in WIDTHS if getattr(new, k) < getattr(old, k)]
+        raise ValueError(f"only {GROWABLE} can grow; these differ too: {differ}")
+    shrunk = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in GROWABLE if getattr(new, k) < getattr(old, k)]
     if shrunk:
         raise ValueError(f"widths can only grow: {', '.join(shrunk)}")
+    if old.what_conv and new.what_conv != old.what_conv:
+        raise ValueError(f"a convolutional what branch can be added (what_conv 0 -> C), not widened: "
+                         f"what_conv {old.what_conv} -> {new.what_conv}")
     with torch.random.fork_rng(devices=[]):  # the fresh units' draw, leaving the global RNG as it was
         if generator is not None:
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         fresh = RAMNet(new).state_dict()
+    added = "what_conv.3.weight"  # the added branch's output layer: (what_hidden, n_conv), starts at zero
     gates = {"gru": 3, "lstm": 4}[new.core]
     out = {}
     for name, f in fresh.items():
+        if name not in weights:  # a branch that old lacks (what_conv 0 -> C)
+            out[name] = torch.zeros_like(f) if name == added else f.clone()
+            continue
         w = weights[name].to(f.dtype)
         grown = f.clone()
         if name.startswith("core."):  # (gates * hidden, ...) -> (gates, hidden, ...), grown per gate

@@ -264,15 +264,18 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     # wider ones grow the checkpoint's network without changing what it computes
     out3 = tmp_path / "ram-centered28-wide.pt"
     try:
-        tr.main(tr.Config(**{**ft, "hidden": 160, "what_hidden": 192, "run_name": "wide", "out": str(out3)}))
+        tr.main(tr.Config(**{**ft, "hidden": 160, "what_hidden": 192, "what_conv": 4, "run_name": "wide",
+                             "out": str(out3)}))
     finally:
         torch.set_num_threads(threads)
     wide, narrow = (load_agent(f, preset="SaccadeMNIST-Centered28-v0") for f in (out3, out))
-    assert (wide.cfg.hidden, wide.cfg.what_hidden, wide.cfg.where_hidden) == (160, 192, 128)
+    assert (wide.cfg.hidden, wide.cfg.what_hidden, wide.cfg.where_hidden, wide.cfg.what_conv) == (160, 192, 128, 4)
     for k in (0, 5):
         a = evaluate(narrow, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
         b = evaluate(wide, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
         assert np.array_equal(a.correct, b.correct)
+    with pytest.raises(SystemExit, match="--what-conv 4"):  # a branch is added, never resized
+        tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 8}))
     with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
         tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt")}))
 
@@ -293,6 +296,12 @@ def test_dropout_acts_in_training_only_and_is_validated():
         assert torch.equal(e1, e2)
     with pytest.raises(ValueError, match="dropout"):
         RAMConfig(dropout=1.0)
+
+
+@pytest.mark.parametrize("bad", [{"what_conv": -1}, {"what_conv": 4, "glimpse_size": 1}])
+def test_conv_branch_settings_are_validated(bad):
+    with pytest.raises(ValueError, match="what_conv must be >= 0"):
+        RAMConfig(**bad)
 
 
 def test_logprob_reward_is_the_clipped_log_probability_of_the_label(monkeypatch):
@@ -403,13 +412,14 @@ def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch
             tr.Config(env="SaccadeMNIST-Centered28-v0", rotate=bad)
 
 
-@pytest.mark.parametrize("core", ["gru", "lstm"])
-def test_widening_keeps_what_the_network_computes(core):
+@pytest.mark.parametrize("core,conv", [("gru", 0), ("lstm", 0), ("gru", 5)])
+def test_widening_keeps_what_the_network_computes(core, conv):
     """widen_weights: the grown network's logits, locations and baseline are the old one's, at every
-    step of a scanpath; the new units are alive (nonzero) but unread; narrowing is refused."""
+    step of a scanpath; the new units (and an added convolutional what branch) are alive but
+    unread; narrowing is refused."""
     old = RAMConfig(glimpse_size=6, glimpse_scales=2, what_hidden=8, where_hidden=8, hidden=16, core=core,
                     locator_hidden=4)
-    new = dataclasses.replace(old, what_hidden=24, where_hidden=12, hidden=20)
+    new = dataclasses.replace(old, what_hidden=24, where_hidden=12, hidden=20, what_conv=conv)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         small = build_agent(old)
@@ -431,6 +441,14 @@ def test_widening_keeps_what_the_network_computes(core):
             torch.testing.assert_close(b_state.h[:, :16], s_state.h, atol=1e-5, rtol=0)
             fix = a_s["saccade"]
         assert b_state.h[:, 16:].abs().max() > 0  # the new core units run, unread
+    if conv:  # the added branch computes features, read by nothing yet, and training reaches it
+        x = torch.rand(B, 2, 6, 6)
+        assert big.net.what_conv[:3](x).abs().max() > 0
+        assert not big.net.what_conv[3].weight.any()
+        b_state.logits[-1].sum().backward()
+        assert big.net.what_conv[3].weight.grad.abs().max() > 0
+        with pytest.raises(ValueError, match="added .* not widened"):
+            widen_weights(big.net.state_dict(), new, dataclasses.replace(new, what_conv=conv + 1))
     with pytest.raises(ValueError, match="only grow"):
         widen_weights(big.net.state_dict(), new, old)
     with pytest.raises(ValueError, match="core"):

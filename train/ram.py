@@ -46,7 +46,7 @@ from tqdm import tqdm
 import saccade_env  # noqa: F401
 from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
-from agents.ram import WIDTHS, RAMConfig, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
+from agents.ram import GROWABLE, RAMConfig, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
 from saccade_env.scene import DIGIT
@@ -63,6 +63,8 @@ class Config:
         "min": 0, "help": "glimpses per episode = max_saccades + 1 (0: preset's)"})
     hidden: int = field(default=256, metadata={"min": 1, "help": "core width"})
     what_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's what layer"})
+    what_conv: int = field(default=0, metadata={
+        "min": 0, "help": "channels of a 3x3/2 convolutional branch of the what layer (0: none, the paper)"})
     where_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's where layer"})
     core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
     std: float = field(default=0.1, metadata={"above": 0, "help": "location policy std (scene coordinates)"})
@@ -112,7 +114,8 @@ class Config:
     init: str = field(default="", metadata={"help": "start from the weights of this RAM checkpoint of the same "
                                                     "preset and network (fine-tune: new optimizer and schedule); "
                                                     "larger --hidden/--what-hidden/--where-hidden than the "
-                                                    "checkpoint's widen it, the new units starting silent"})
+                                                    "checkpoint's widen it and --what-conv on a checkpoint "
+                                                    "without that branch adds it, the new units starting silent"})
     save_every: int = field(default=250, metadata={"min": 1, "help": "iterations between resume files"})
 
     def __post_init__(self) -> None:
@@ -142,8 +145,9 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
 
     The policy std and ``policy_into_core`` are training choices, not weights: this run's apply.
     Widths (``--hidden``, ``--what-hidden``, ``--where-hidden``) larger than the checkpoint's grow
-    its network (:func:`agents.ram.widen_weights`: the new units start silent, so the grown
-    network computes what the checkpoint did); smaller ones are refused.
+    its network, and ``--what-conv C`` adds a convolutional what branch to a checkpoint without one
+    (:func:`agents.ram.widen_weights`: the new units start silent, so the grown network computes
+    what the checkpoint did); smaller ones are refused.
     """
     if not Path(cfg.init).is_file():
         raise SystemExit(f"--init {cfg.init}: no such file; pass a RAM checkpoint of {cfg.env} "
@@ -158,7 +162,8 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
     theirs = {k: v for k, v in dataclasses.asdict(theirs_cfg).items() if k not in keep}
     ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
     differ = {k: (theirs[k], ours[k]) for k in ours
-              if theirs[k] != ours[k] and not (k in WIDTHS and ours[k] > theirs[k])}  # growing is allowed
+              if theirs[k] != ours[k] and not (k in GROWABLE and ours[k] > theirs[k]
+                                               and (k != "what_conv" or theirs[k] == 0))}  # growing is allowed
     if differ:
         flags = {f.name for f in dataclasses.fields(Config)}
         fix = " ".join(f"--{k.replace('_', '-')} {a}" for k, (a, _) in differ.items() if k in flags)
@@ -166,7 +171,7 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
                          f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in differ.items())}): "
                          f"{f'pass {fix} or ' if fix else ''}start without --init")
     weights = ckpt["weights"]["net"]
-    grown = [k for k in WIDTHS if getattr(net_cfg, k) > getattr(theirs_cfg, k)]
+    grown = [k for k in GROWABLE if getattr(net_cfg, k) > getattr(theirs_cfg, k)]
     if grown:
         wide_cfg = dataclasses.replace(theirs_cfg, **{k: getattr(net_cfg, k) for k in grown})
         weights = widen_weights(weights, theirs_cfg, wide_cfg,
@@ -218,6 +223,7 @@ def main(cfg: Config) -> None:
     g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
     probe.close()
     net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, what_hidden=cfg.what_hidden,
+                        what_conv=cfg.what_conv,
                         where_hidden=cfg.where_hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
                         locator_hidden=cfg.locator_hidden, location=cfg.location, dropout=cfg.dropout,
