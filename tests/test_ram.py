@@ -410,6 +410,9 @@ def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch
     for bad in (-5.0, 200.0):
         with pytest.raises(ValueError, match=r"--rotate is an angle in degrees in \[0, 180\]"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", rotate=bad)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"--dropout is a probability in \[0, 1\)"):
+            tr.Config(env="SaccadeMNIST-Centered28-v0", dropout=bad)
 
 
 @pytest.mark.parametrize("core,conv", [("gru", 0), ("lstm", 0), ("gru", 5)])

@@ -123,6 +123,8 @@ class Config:
         checkpoint_name(self.env)  # a known preset
         if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):  # SceneConfig.jitter's range
             raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
+        if not 0.0 <= self.dropout < 1.0:  # RAMConfig.dropout's range
+            raise ValueError(f"--dropout is a probability in [0, 1) (e.g. 0.3), got {self.dropout!r}")
         if not 0.0 <= self.rotate <= 180.0:  # SceneConfig.rotate's range
             raise ValueError(f"--rotate is an angle in degrees in [0, 180] (e.g. 10), got {self.rotate!r}")
         if self.init and self.resume:
