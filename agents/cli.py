@@ -54,16 +54,19 @@ def parse_config(cls: type, argv: list[str] | None = None, *, description: str |
 
 def check_ranges(cfg: Any) -> None:
     """Raise ValueError, naming the option, for a field of the dataclass ``cfg`` outside the range its
-    metadata declares: ``"min"`` (inclusive), ``"above"`` (exclusive), ``"max"`` (inclusive).  Configs call it
+    metadata declares: ``"min"`` (inclusive), ``"above"`` (exclusive), ``"max"`` (inclusive), ``"below"``
+    (exclusive).  Configs call it
     first thing in ``__post_init__``, so a bad value fails before any work, from the command line or from code."""
     for f in dataclasses.fields(cfg):
-        lo, above, hi = (f.metadata.get(k) for k in ("min", "above", "max"))
+        lo, above, hi, below = (f.metadata.get(k) for k in ("min", "above", "max", "below"))
         value = getattr(cfg, f.name)
-        if (lo, above, hi) == (None, None, None) or value is None:
+        if (lo, above, hi, below) == (None, None, None, None) or value is None:
             continue
-        if (lo is not None and value < lo) or (above is not None and value <= above) or (hi is not None and value > hi):
+        if ((lo is not None and value < lo) or (above is not None and value <= above)
+                or (hi is not None and value > hi) or (below is not None and value >= below)):
             low = f">= {lo}" if lo is not None else f"> {above}" if above is not None else ""
-            need = " and ".join(x for x in (low, f"<= {hi}" if hi is not None else "") if x)
+            high = f"<= {hi}" if hi is not None else f"< {below}" if below is not None else ""
+            need = " and ".join(x for x in (low, high) if x)
             raise ValueError(f"--{f.name.replace('_', '-')} must be {need}, got {value!r}")
 
 

@@ -318,6 +318,12 @@ WIDTHS = ("what_hidden", "where_hidden", "hidden")  # the widths widen_weights c
 GROWABLE = WIDTHS + ("what_conv",)  # and the convolutional what branch, which it can add (0 -> C)
 
 
+def can_grow(name: str, old: int, new: int) -> bool:
+    """Whether :func:`widen_weights` takes the field ``name`` of :data:`GROWABLE` from ``old`` to
+    ``new``: a width may stay or grow; the convolutional branch may stay or be added (0 -> C)."""
+    return new >= old and (name != "what_conv" or old in (0, new))
+
+
 def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConfig, *,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The weights of ``old``'s network, grown to ``new``'s widths without changing what it computes.
@@ -337,12 +343,11 @@ def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConf
               if f.name not in GROWABLE and getattr(old, f.name) != getattr(new, f.name)]
     if differ:
         raise ValueError(f"only {GROWABLE} can grow; these differ too: {differ}")
-    shrunk = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in GROWABLE if getattr(new, k) < getattr(old, k)]
-    if shrunk:
-        raise ValueError(f"widths can only grow: {', '.join(shrunk)}")
-    if old.what_conv and new.what_conv != old.what_conv:
-        raise ValueError(f"a convolutional what branch can be added (what_conv 0 -> C), not widened: "
-                         f"what_conv {old.what_conv} -> {new.what_conv}")
+    bad = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in GROWABLE
+           if not can_grow(k, getattr(old, k), getattr(new, k))]
+    if bad:
+        raise ValueError(f"widths can only grow, and a convolutional what branch can only be added "
+                         f"(what_conv 0 -> C), not widened: {', '.join(bad)}")
     with torch.random.fork_rng(devices=[]):  # the fresh units' draw, leaving the global RNG as it was
         if generator is not None:
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))

@@ -32,6 +32,8 @@ def _outside(meta: dict) -> list:
         out.append(meta["above"])
     if "max" in meta:
         out.append(meta["max"] + 1)
+    if "below" in meta:
+        out.append(meta["below"])
     return out
 
 
@@ -41,6 +43,7 @@ class _Toy:
     rate: float = dataclasses.field(default=0.5, metadata={"above": 0, "max": 1})
     free: float = -3.0
     maybe: int | None = dataclasses.field(default=None, metadata={"min": 0})
+    share: float = dataclasses.field(default=0.0, metadata={"min": 0, "below": 1})
 
     def __post_init__(self):
         check_ranges(self)
@@ -48,9 +51,10 @@ class _Toy:
 
 def test_check_ranges_messages():
     _Toy()
-    _Toy(n=1, rate=1.0, maybe=0)
+    _Toy(n=1, rate=1.0, maybe=0, share=0.999)
     for kw, msg in [({"n": 0}, "--n must be >= 1, got 0"), ({"rate": 0.0}, "--rate must be > 0 and <= 1, got 0.0"),
-                    ({"rate": 1.5}, "--rate must be > 0 and <= 1, got 1.5"), ({"maybe": -1}, "--maybe must be >= 0")]:
+                    ({"rate": 1.5}, "--rate must be > 0 and <= 1, got 1.5"), ({"maybe": -1}, "--maybe must be >= 0"),
+                    ({"share": 1.0}, "--share must be >= 0 and < 1, got 1.0")]:
         with pytest.raises(ValueError) as err:
             _Toy(**kw)
         assert msg in str(err.value)
@@ -61,7 +65,7 @@ def test_every_ranged_option_refuses_a_value_outside_its_range(name, monkeypatch
     mod = _script(name, monkeypatch)
     cfg_cls = mod.Config
     cfg_cls()  # the defaults are valid
-    ranged = [f for f in dataclasses.fields(cfg_cls) if {"min", "above", "max"} & set(f.metadata)]
+    ranged = [f for f in dataclasses.fields(cfg_cls) if {"min", "above", "max", "below"} & set(f.metadata)]
     assert ranged, f"train/{name}.py declares no ranges"
     for f in ranged:
         flag = "--" + f.name.replace("_", "-")

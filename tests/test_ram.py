@@ -411,7 +411,7 @@ def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch
         with pytest.raises(ValueError, match=r"--rotate is an angle in degrees in \[0, 180\]"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", rotate=bad)
     for bad in (-0.1, 1.0):
-        with pytest.raises(ValueError, match=r"--dropout is a probability in \[0, 1\)"):
+        with pytest.raises(ValueError, match=r"--dropout must be >= 0 and < 1"):
             tr.Config(env="SaccadeMNIST-Centered28-v0", dropout=bad)
 
 

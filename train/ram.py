@@ -46,7 +46,7 @@ from tqdm import tqdm
 import saccade_env  # noqa: F401
 from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
 from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
-from agents.ram import GROWABLE, RAMConfig, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
+from agents.ram import GROWABLE, RAMConfig, can_grow, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
 from saccade_env.scene import DIGIT
@@ -74,7 +74,7 @@ class Config:
     location: str = field(default="tanh", metadata={"help": "policy mean squashing: tanh (the paper) or clamp "
                                                             "(straight-through clamp to [-1, 1])",
                                                     "choices": ("tanh", "clamp")})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the glimpse feature and the classifier's "
+    dropout: float = field(default=0.0, metadata={"min": 0, "below": 1, "help": "dropout on the glimpse feature and the classifier's "
                                                           "input (training only; 0: none)"})
     lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
     locator_lr: float = field(default=0.1, metadata={"min": 0, "help": "the location network's lr as a fraction of lr"})
@@ -123,8 +123,6 @@ class Config:
         checkpoint_name(self.env)  # a known preset
         if not (isinstance(self.jitter, int) and 0 <= self.jitter <= DIGIT // 2):  # SceneConfig.jitter's range
             raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
-        if not 0.0 <= self.dropout < 1.0:  # RAMConfig.dropout's range
-            raise ValueError(f"--dropout is a probability in [0, 1) (e.g. 0.3), got {self.dropout!r}")
         if not 0.0 <= self.rotate <= 180.0:  # SceneConfig.rotate's range
             raise ValueError(f"--rotate is an angle in degrees in [0, 180] (e.g. 10), got {self.rotate!r}")
         if self.init and self.resume:
@@ -164,8 +162,7 @@ def init_weights(cfg: Config, net_cfg: RAMConfig, *, device) -> tuple[RAMConfig,
     theirs = {k: v for k, v in dataclasses.asdict(theirs_cfg).items() if k not in keep}
     ours = {k: v for k, v in dataclasses.asdict(net_cfg).items() if k not in keep}
     differ = {k: (theirs[k], ours[k]) for k in ours
-              if theirs[k] != ours[k] and not (k in GROWABLE and ours[k] > theirs[k]
-                                               and (k != "what_conv" or theirs[k] == 0))}  # growing is allowed
+              if theirs[k] != ours[k] and not (k in GROWABLE and can_grow(k, theirs[k], ours[k]))}
     if differ:
         flags = {f.name for f in dataclasses.fields(Config)}
         fix = " ".join(f"--{k.replace('_', '-')} {a}" for k, (a, _) in differ.items() if k in flags)
