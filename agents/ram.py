@@ -7,7 +7,8 @@ the core state -- or, when no saccade is left (``saccades_left == 0``), answers 
 classifier applied to the core state::
 
     what  : glimpse (B, k, g, g) --norm--> Linear -> ReLU           (B, what_hidden)
-            (what_conv > 0: + Linear(ReLU(Conv3x3/2(glimpse))) before the ReLU)
+            (what_conv > 0: + Linear(c1), c1 = ReLU(Conv3x3/2(glimpse)), before the ReLU;
+             what_conv2 > 0: + Linear(ReLU(Conv3x3/2(c1))) too)
     where : fixation (B, 2)              --> Linear -> ReLU          (B, where_hidden)
     g_t   = drop(ReLU(Linear(what) + Linear(where)))                (B, hidden)
     h_t   = core(g_t, h_{t-1})        GRU or LSTM cell               (B, hidden)
@@ -80,6 +81,10 @@ class RAMConfig:
             then a bias-free Linear to ``what_hidden`` added to the fully connected what layer
             before its ReLU.  It shares one set of local stroke detectors across the patch,
             which a fully connected layer must learn position by position.
+        what_conv2: channels of a second 3x3 convolution of stride 2 (padding 1) on the first's
+            ReLU output (0: none; needs ``what_conv``), ReLU, then its own bias-free Linear to
+            ``what_hidden``, added likewise: the first layer's read-out stays, so a second layer
+            can be added to a trained branch without changing what it computes.
         core: "gru" or "lstm".
         std: standard deviation of the Gaussian location policy (scene coordinates).
         policy_into_core: let REINFORCE's gradient reach the core (the paper) or not.
@@ -95,6 +100,7 @@ class RAMConfig:
     glimpse_scales: int = 1
     what_hidden: int = 128
     what_conv: int = 0
+    what_conv2: int = 0
     where_hidden: int = 128
     hidden: int = 256
     core: str = "gru"
@@ -118,6 +124,9 @@ class RAMConfig:
         if self.what_conv < 0 or (self.what_conv and self.glimpse_size < 2):
             raise ValueError(f"what_conv must be >= 0 (0: no convolutional branch) and needs glimpses of at "
                              f"least 2x2 px, got what_conv={self.what_conv}, glimpse_size={self.glimpse_size}")
+        if self.what_conv2 < 0 or (self.what_conv2 and not self.what_conv):
+            raise ValueError(f"what_conv2 must be >= 0 (0: no second convolutional layer) and needs the first "
+                             f"(what_conv > 0), got what_conv={self.what_conv}, what_conv2={self.what_conv2}")
 
 
 @dataclass
@@ -153,6 +162,12 @@ class RAMNet(nn.Module):
             self.what_conv = nn.Sequential(
                 nn.Conv2d(cfg.glimpse_scales, cfg.what_conv, 3, stride=2, padding=1), nn.ReLU(),
                 nn.Flatten(), nn.Linear(n_conv, cfg.what_hidden, bias=False))
+        if cfg.what_conv2:  # reads what_conv[:2]'s output; added there too
+            side2 = ((cfg.glimpse_size + 1) // 2 + 1) // 2  # the side after two stride-2 convolutions
+            n_conv2 = cfg.what_conv2 * side2 ** 2
+            self.what_conv2 = nn.Sequential(
+                nn.Conv2d(cfg.what_conv, cfg.what_conv2, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Flatten(), nn.Linear(n_conv2, cfg.what_hidden, bias=False))
         self.where = nn.Sequential(nn.Linear(2, cfg.where_hidden), nn.ReLU())
         self.mix_what = nn.Linear(cfg.what_hidden, cfg.hidden)
         self.mix_where = nn.Linear(cfg.where_hidden, cfg.hidden)
@@ -168,7 +183,11 @@ class RAMNet(nn.Module):
         """(B, k, g, g) glimpse, (B, 2) fixation -> (B, hidden) glimpse feature g_t."""
         x = (glimpse - self.cfg.obs_mean) / self.cfg.obs_std
         if self.cfg.what_conv:
-            what = self.what[2](self.what[1](self.what[0](x)) + self.what_conv(x))
+            c1 = self.what_conv[:2](x)  # (B, what_conv, ceil(g/2), ceil(g/2))
+            pre = self.what[1](self.what[0](x)) + self.what_conv[2:](c1)
+            if self.cfg.what_conv2:
+                pre = pre + self.what_conv2(c1)
+            what = self.what[2](pre)
         else:
             what = self.what(x)
         return self.drop(torch.relu(self.mix_what(what) + self.mix_where(self.where(fixation))))
@@ -315,26 +334,27 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
 
 
 WIDTHS = ("what_hidden", "where_hidden", "hidden")  # the widths widen_weights can grow
-GROWABLE = WIDTHS + ("what_conv",)  # and the convolutional what branch, which it can add (0 -> C)
+BRANCHES = ("what_conv", "what_conv2")  # the convolutional what layers widen_weights can add (0 -> C)
+GROWABLE = WIDTHS + BRANCHES
 
 
 def can_grow(name: str, old: int, new: int) -> bool:
     """Whether :func:`widen_weights` takes the field ``name`` of :data:`GROWABLE` from ``old`` to
-    ``new``: a width may stay or grow; the convolutional branch may stay or be added (0 -> C)."""
-    return new >= old and (name != "what_conv" or old in (0, new))
+    ``new``: a width may stay or grow; a convolutional layer may stay or be added (0 -> C)."""
+    return new >= old and (name not in BRANCHES or old in (0, new))
 
 
 def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConfig, *,
                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The weights of ``old``'s network, grown to ``new``'s widths without changing what it computes.
 
-    Only :data:`GROWABLE` may differ (each at least as large as before; ``what_conv`` only from 0,
-    adding the branch); every other field of the two configs must agree.  Each new unit gets
+    Only :data:`GROWABLE` may differ (each at least as large as before; ``what_conv`` and
+    ``what_conv2`` only from 0, adding the layer); every other field of the two configs must agree.  Each new unit gets
     fresh random input weights (the layer's default initialisation, drawn from ``generator``)
     and **zero outgoing weights**: it is computed but nothing reads it yet, so the grown
     network's logits, locations and baseline are the old network's exactly (tested), and
-    training brings the new units in.  An added convolutional branch likewise starts with a
-    zero output layer.  For the GRU/LSTM core, whose weights stack the gates, the growth
+    training brings the new units in.  An added convolutional layer likewise starts with a
+    zero output layer (its read-out into the what layer).  For the GRU/LSTM core, whose weights stack the gates, the growth
     applies within each gate block.
 
     Returns a state dict for ``RAMNet(new)``.
@@ -346,18 +366,18 @@ def widen_weights(weights: dict[str, torch.Tensor], old: RAMConfig, new: RAMConf
     bad = [f"{k} {getattr(old, k)} -> {getattr(new, k)}" for k in GROWABLE
            if not can_grow(k, getattr(old, k), getattr(new, k))]
     if bad:
-        raise ValueError(f"widths can only grow, and a convolutional what branch can only be added "
-                         f"(what_conv 0 -> C), not widened: {', '.join(bad)}")
+        raise ValueError(f"widths can only grow, and a convolutional what layer can only be added "
+                         f"(what_conv or what_conv2 0 -> C), not widened: {', '.join(bad)}")
     with torch.random.fork_rng(devices=[]):  # the fresh units' draw, leaving the global RNG as it was
         if generator is not None:
             torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         fresh = RAMNet(new).state_dict()
-    added = "what_conv.3.weight"  # the added branch's output layer: (what_hidden, n_conv), starts at zero
+    added = ("what_conv.3.weight", "what_conv2.3.weight")  # an added layer's read-out: starts at zero
     gates = {"gru": 3, "lstm": 4}[new.core]
     out = {}
     for name, f in fresh.items():
-        if name not in weights:  # a branch that old lacks (what_conv 0 -> C)
-            out[name] = torch.zeros_like(f) if name == added else f.clone()
+        if name not in weights:  # a convolutional layer that old lacks (0 -> C)
+            out[name] = torch.zeros_like(f) if name in added else f.clone()
             continue
         w = weights[name].to(f.dtype)
         grown = f.clone()

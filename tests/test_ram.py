@@ -274,6 +274,17 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
         a = evaluate(narrow, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
         b = evaluate(wide, env_id="SaccadeMNIST-Centered28-v0", budget=k, episodes=200, seed=5)
         assert np.array_equal(a.correct, b.correct)
+    out4 = tmp_path / "ram-centered28-deep.pt"  # a second convolutional layer added to that branch
+    try:
+        tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 4,
+                             "what_conv2": 3, "run_name": "deep", "out": str(out4)}))
+    finally:
+        torch.set_num_threads(threads)
+    deep = load_agent(out4, preset="SaccadeMNIST-Centered28-v0")
+    assert (deep.cfg.what_conv, deep.cfg.what_conv2) == (4, 3)
+    a = evaluate(narrow, env_id="SaccadeMNIST-Centered28-v0", budget=5, episodes=200, seed=5)
+    b = evaluate(deep, env_id="SaccadeMNIST-Centered28-v0", budget=5, episodes=200, seed=5)
+    assert np.array_equal(a.correct, b.correct)
     with pytest.raises(SystemExit, match="--what-conv 4"):  # a branch is added, never resized
         tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 8}))
     with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
@@ -298,10 +309,26 @@ def test_dropout_acts_in_training_only_and_is_validated():
         RAMConfig(dropout=1.0)
 
 
-@pytest.mark.parametrize("bad", [{"what_conv": -1}, {"what_conv": 4, "glimpse_size": 1}])
-def test_conv_branch_settings_are_validated(bad):
-    with pytest.raises(ValueError, match="what_conv must be >= 0"):
+@pytest.mark.parametrize("bad,match", [({"what_conv": -1}, "what_conv must be >= 0"),
+                                       ({"what_conv": 4, "glimpse_size": 1}, "what_conv must be >= 0"),
+                                       ({"what_conv": 4, "what_conv2": -1}, "what_conv2 must be >= 0"),
+                                       ({"what_conv2": 8}, "needs the first")])
+def test_conv_branch_settings_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
         RAMConfig(**bad)
+
+
+def test_second_conv_layer_shapes_and_cli(monkeypatch):
+    """--what-conv2: a second 3x3/2 layer on the first's (B, C, 6, 6) output, (B, C2, 3, 3) read out
+    into the what layer; the CLI refuses it without --what-conv, with the fix."""
+    net = build_agent(RAMConfig(glimpse_size=12, glimpse_scales=3, what_conv=4, what_conv2=6)).net
+    c1 = net.what_conv[:2](torch.rand(5, 3, 12, 12))
+    assert c1.shape == (5, 4, 6, 6) and net.what_conv2[:2](c1).shape == (5, 6, 3, 3)
+    assert net.what_conv2[3].weight.shape == (net.cfg.what_hidden, 6 * 3 * 3)
+    assert net.glimpse_features(torch.rand(5, 3, 12, 12), torch.zeros(5, 2)).shape == (5, net.cfg.hidden)
+    tr = _train_module(monkeypatch)
+    with pytest.raises(ValueError, match="pass --what-conv C too"):
+        tr.Config(env="SaccadeMNIST-Centered28-v0", what_conv2=8)
 
 
 def test_logprob_reward_is_the_clipped_log_probability_of_the_label(monkeypatch):
@@ -415,14 +442,15 @@ def test_jitter_and_rotate_change_the_training_digits_only(tmp_path, monkeypatch
             tr.Config(env="SaccadeMNIST-Centered28-v0", dropout=bad)
 
 
-@pytest.mark.parametrize("core,conv", [("gru", 0), ("lstm", 0), ("gru", 5)])
-def test_widening_keeps_what_the_network_computes(core, conv):
+@pytest.mark.parametrize("core,old_conv,conv,conv2", [("gru", 0, 0, 0), ("lstm", 0, 0, 0), ("gru", 0, 5, 0),
+                                                      ("gru", 0, 5, 3), ("gru", 5, 5, 3)])
+def test_widening_keeps_what_the_network_computes(core, old_conv, conv, conv2):
     """widen_weights: the grown network's logits, locations and baseline are the old one's, at every
-    step of a scanpath; the new units (and an added convolutional what branch) are alive but
-    unread; narrowing is refused."""
+    step of a scanpath; the new units (and an added convolutional what branch, or its added second
+    layer) are alive but unread; narrowing is refused."""
     old = RAMConfig(glimpse_size=6, glimpse_scales=2, what_hidden=8, where_hidden=8, hidden=16, core=core,
-                    locator_hidden=4)
-    new = dataclasses.replace(old, what_hidden=24, where_hidden=12, hidden=20, what_conv=conv)
+                    locator_hidden=4, what_conv=old_conv)
+    new = dataclasses.replace(old, what_hidden=24, where_hidden=12, hidden=20, what_conv=conv, what_conv2=conv2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         small = build_agent(old)
@@ -444,12 +472,17 @@ def test_widening_keeps_what_the_network_computes(core, conv):
             torch.testing.assert_close(b_state.h[:, :16], s_state.h, atol=1e-5, rtol=0)
             fix = a_s["saccade"]
         assert b_state.h[:, 16:].abs().max() > 0  # the new core units run, unread
-    if conv:  # the added branch computes features, read by nothing yet, and training reaches it
-        x = torch.rand(B, 2, 6, 6)
+    x = torch.rand(B, 2, 6, 6)
+    b_state.logits[-1].sum().backward()
+    if conv and not old_conv:  # the added branch computes features, read by nothing yet, and training reaches it
         assert big.net.what_conv[:3](x).abs().max() > 0
         assert not big.net.what_conv[3].weight.any()
-        b_state.logits[-1].sum().backward()
         assert big.net.what_conv[3].weight.grad.abs().max() > 0
+    if conv2:  # likewise the added second layer, on the first layer's output
+        assert big.net.what_conv2[:3](big.net.what_conv[:2](x)).abs().max() > 0
+        assert not big.net.what_conv2[3].weight.any()
+        assert big.net.what_conv2[3].weight.grad.abs().max() > 0
+    if conv:
         with pytest.raises(ValueError, match="added .* not widened"):
             widen_weights(big.net.state_dict(), new, dataclasses.replace(new, what_conv=conv + 1))
     with pytest.raises(ValueError, match="only grow"):

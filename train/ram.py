@@ -65,6 +65,9 @@ class Config:
     what_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's what layer"})
     what_conv: int = field(default=0, metadata={
         "min": 0, "help": "channels of a 3x3/2 convolutional branch of the what layer (0: none, the paper)"})
+    what_conv2: int = field(default=0, metadata={
+        "min": 0, "help": "channels of a second 3x3/2 convolution on the branch's first, read out into the what "
+                          "layer too (0: none; needs --what-conv)"})
     where_hidden: int = field(default=128, metadata={"min": 1, "help": "width of the glimpse network's where layer"})
     core: str = field(default="gru", metadata={"help": "recurrent core", "choices": ("gru", "lstm")})
     std: float = field(default=0.1, metadata={"above": 0, "help": "location policy std (scene coordinates)"})
@@ -114,8 +117,9 @@ class Config:
     init: str = field(default="", metadata={"help": "start from the weights of this RAM checkpoint of the same "
                                                     "preset and network (fine-tune: new optimizer and schedule); "
                                                     "larger --hidden/--what-hidden/--where-hidden than the "
-                                                    "checkpoint's widen it and --what-conv on a checkpoint "
-                                                    "without that branch adds it, the new units starting silent"})
+                                                    "checkpoint's widen it and --what-conv (--what-conv2) on a "
+                                                    "checkpoint without that layer adds it, the new units "
+                                                    "starting silent"})
     save_every: int = field(default=250, metadata={"min": 1, "help": "iterations between resume files"})
 
     def __post_init__(self) -> None:
@@ -125,6 +129,9 @@ class Config:
             raise ValueError(f"--jitter is a shift in px in 0..{DIGIT // 2} (e.g. 2), got {self.jitter!r}")
         if not 0.0 <= self.rotate <= 180.0:  # SceneConfig.rotate's range
             raise ValueError(f"--rotate is an angle in degrees in [0, 180] (e.g. 10), got {self.rotate!r}")
+        if self.what_conv2 and not self.what_conv:
+            raise ValueError(f"--what-conv2 {self.what_conv2} is a second layer of the convolutional what branch: "
+                             f"pass --what-conv C too (e.g. --what-conv 32), or drop --what-conv2")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
@@ -222,7 +229,7 @@ def main(cfg: Config) -> None:
     g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
     probe.close()
     net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, what_hidden=cfg.what_hidden,
-                        what_conv=cfg.what_conv,
+                        what_conv=cfg.what_conv, what_conv2=cfg.what_conv2,
                         where_hidden=cfg.where_hidden, core=cfg.core,
                         std=cfg.std, policy_into_core=cfg.policy_into_core,
                         locator_hidden=cfg.locator_hidden, location=cfg.location, dropout=cfg.dropout,
