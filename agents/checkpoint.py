@@ -69,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike | None, *, agent: str, script: str,
     naming ``script``, the command that trains it.  A CUDA ``map_location`` where CUDA is absent is a ValueError."""
     check_device(map_location)
     path = Path(path) if path is not None else default_path(agent)
-    fix = f"train one with `python {script}` (it writes checkpoints/{agent}.pt)"
+    fix = f"train one with `python {script}`" + ("" if "--out " in script else f" (it writes checkpoints/{agent}.pt)")
     if not path.is_file():
         raise CheckpointError(f"no {agent} checkpoint at {path}: {fix}")
     try:

@@ -46,6 +46,10 @@ AGENTS: dict[str, Entry] = {
     # the same, Where's predicted accuracies averaged over the periphery and its mirror image
     "what_where-mirror": Entry("agents.what_where:load_agent", ("what_where", "foveal"), "train/what_where.py",
                                options={"mirror_views": True}),
+    # Where reading the env's multi-scale glimpse instead of the periphery (not the paper's sensor)
+    "what_where-glimpse": Entry("agents.what_where:load_agent", ("what_where_glimpse", "foveal"),
+                                "train/what_where.py --arch glimpse --out checkpoints/what_where_glimpse.pt",
+                                options={"checkpoint": "what_where_glimpse"}),
     "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
     "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
     "neva": Entry("agents.neva:load_agent", ("neva",), "train/neva.py", options={"variant": "neva"},

@@ -43,6 +43,7 @@ from .checkpoint import load_checkpoint
 
 NAME = "what_where"
 SCRIPT = "train/what_where.py"
+GLIMPSE_SCRIPT = "train/what_where.py --arch glimpse --out checkpoints/what_where_glimpse.pt"
 DIGIT = 28
 
 
@@ -148,29 +149,43 @@ class WhereConfig:
     """Where's architecture.
 
     Attributes:
-        arch: "conv" (default: convolutions on the (eccentricity, azimuth) grid, circular in
-            azimuth, so a rotated scene gives the rotated map; few weights, learns from few
-            scenes) or "mlp" (the paper's fully connected 2880 -> hidden -> hidden -> 240).
-        channels, layers: the conv net's width and depth (3x3 convolutions).
+        arch: "conv" (default: convolutions on the periphery's (eccentricity, azimuth) grid,
+            circular in azimuth, so a rotated scene gives the rotated map; few weights, learns
+            from few scenes), "mlp" (the paper's fully connected 2880 -> hidden -> hidden -> 240
+            on the periphery) or "glimpse" (not the paper's sensor: reads the env's multi-scale
+            ``glimpse`` instead of the periphery; a small conv net per scale gives a heat map of
+            What's accuracy over the patch, read at every cell's landing point, so a shifted
+            scene gives the shifted map).
+        channels, layers: the conv nets' width and depth (3x3 convolutions).
         hidden: the MLP's hidden width (the paper's 1000).
+        glimpse_size, glimpse_scales: the glimpse "glimpse" reads (the env's ``glimpse_size``,
+            ``glimpse_scales``): patch ``j`` covers ``glimpse_size * 2**j`` px.
     """
 
     arch: str = "conv"
     channels: int = 48
     layers: int = 5
     hidden: int = 1000
+    glimpse_size: int = 16
+    glimpse_scales: int = 4
 
     def __post_init__(self) -> None:
-        if self.arch not in ("conv", "mlp"):
-            raise ValueError(f"WhereConfig.arch must be 'conv' or 'mlp', got {self.arch!r}")
+        if self.arch not in ("conv", "mlp", "glimpse"):
+            raise ValueError(f"WhereConfig.arch must be 'conv', 'mlp' or 'glimpse', got {self.arch!r}")
+
+    @property
+    def sensor(self) -> str:
+        """The observation Where reads: "periphery" or "glimpse"."""
+        return "glimpse" if self.arch == "glimpse" else "periphery"
 
 
 class WhereNet(nn.Module):
-    """Periphery (B, C, E, A) and fixation (B, 2) -> logits (B, E, A) of What's accuracy
-    after a saccade to each cell (sigmoid them for probabilities).
+    """Periphery (B, C, E, A) (or, ``arch="glimpse"``, glimpse (B, k, g, g)) and fixation
+    (B, 2) -> logits (B, E, A) of What's accuracy after a saccade to each cell (sigmoid them
+    for probabilities); ``cfg.sensor`` names the observation.
 
-    The input is scaled per (channel, ring) by ``in_scale`` (set from data before training:
-    ring responses differ ten-fold).  The conv net also gets, at each cell, where the saccade
+    The input is scaled per (channel, ring) by ``in_scale`` (set from data before training by
+    :meth:`fit_input`: ring responses differ ten-fold; a glimpse: per scale, less its mean).  The conv net also gets, at each cell, where the saccade
     would land (x, y, normalised) and the ring's index: the only non-equivariant facts
     (clipping at the scene's edge, the cell's size).
 
@@ -185,6 +200,15 @@ class WhereNet(nn.Module):
         self.register_buffer("grid", grid.clone())
         for name, value in zip(("mirror_channels", "mirror_signs", "mirror_azimuths"), mirror or (None,) * 3):
             self.register_buffer(name, value, persistent=False)  # rebuilt from the periphery, not saved
+        if cfg.arch == "glimpse":
+            k, w = cfg.glimpse_scales, cfg.channels
+            self.register_buffer("in_scale", torch.ones(k, 1, 1))
+            self.register_buffer("in_shift", torch.zeros(k, 1, 1))
+            self.scale_nets = nn.ModuleList([nn.Sequential(
+                *[m for i in range(cfg.layers) for m in (nn.Conv2d(1 if i == 0 else w, w, 3, padding=1), nn.ReLU())],
+                nn.Conv2d(w, 1, 1)) for _ in range(k)])
+            self.cell_bias = nn.Parameter(torch.zeros(E, A))
+            return
         self.register_buffer("in_scale", torch.ones(in_channels, E))
         if cfg.arch == "conv":
             w, extra = cfg.channels, 3
@@ -208,6 +232,8 @@ class WhereNet(nn.Module):
             x = mirror_responses(periphery, self.mirror_channels, self.mirror_signs, self.mirror_azimuths)
             out = self(x, fixation * fixation.new_tensor([1.0, -1.0]))
             return mirror_responses(out, None, None, self.mirror_azimuths)  # back to the scene's cells
+        if self.cfg.arch == "glimpse":
+            return self._glimpse_forward(periphery, fixation)
         B, _, E, A = periphery.shape
         x = periphery / self.in_scale[None, :, :, None]
         if self.cfg.arch == "mlp":
@@ -218,6 +244,36 @@ class WhereNet(nn.Module):
         for conv in self.convs:
             x = F.relu(conv(F.pad(x, (1, 1, 0, 0), mode="circular")))  # circular in azimuth
         return self.out(x)[:, 0]
+
+    def _glimpse_forward(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
+        """Every scale's heat map, read bilinearly at each cell's landing point (its offset
+        from the fixation, after clipping at the scene's edge), summed over the scales that
+        cover it, plus a per-cell bias."""
+        B, k, g, _ = glimpse.shape
+        if k != self.cfg.glimpse_scales or g != self.cfg.glimpse_size:
+            raise ValueError(f"this Where reads a glimpse of {self.cfg.glimpse_scales} scales of "
+                             f"{self.cfg.glimpse_size}x{self.cfg.glimpse_size}, got {tuple(glimpse.shape[1:])}: build "
+                             f"the env with glimpse_size={self.cfg.glimpse_size}, glimpse_scales={self.cfg.glimpse_scales}")
+        E, A, _ = self.grid.shape
+        x = (glimpse - self.in_shift) / self.in_scale
+        fix_px = fixation * (self.scene_size / 2)
+        rel = landings(fixation, self.grid, scene_size=self.scene_size, reach=self.reach) - fix_px[:, None, None]
+        out = self.cell_bias.expand(B, E, A)
+        for j, net in enumerate(self.scale_nets):
+            heat = net(x[:, j:j + 1])  # (B, 1, g, g)
+            where_in_patch = rel / (g * 2 ** j / 2)  # -1..1 spans the patch
+            out = out + F.grid_sample(heat, where_in_patch, align_corners=False)[:, 0]  # zero outside the patch
+        return out
+
+    @torch.no_grad()
+    def fit_input(self, views: torch.Tensor) -> None:
+        """Set the input normalisation from a sample of Where's observations (n, ...)."""
+        v = views.float()
+        if self.cfg.arch == "glimpse":
+            self.in_shift.copy_(v.mean(dim=(0, 2, 3))[:, None, None])
+            self.in_scale.copy_(v.std(dim=(0, 2, 3)).clamp_min(1e-6)[:, None, None])
+        else:
+            self.in_scale.copy_(v.std(dim=(0, 3)).clamp_min(1e-6))
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,7 +308,14 @@ class WhatWhereAgent:
                  ior_radius: float = 8.0, accumulate: bool = False, stop_margin: float = 0.0,
                  mirror_views: bool = False) -> None:
         self.what, self.where = what.eval(), where.eval()
+        self.sensors = ("fovea", where.cfg.sensor)
+        # the glimpse Where was trained on: make_env builds the env with it
+        self.env_kwargs = ({"glimpse_size": where.cfg.glimpse_size, "glimpse_scales": where.cfg.glimpse_scales}
+                           if where.cfg.sensor == "glimpse" else {})
         self.mirror_views = bool(mirror_views)
+        if self.mirror_views and where.cfg.sensor != "periphery":
+            raise ValueError(f"mirror_views=True reads the periphery's mirror image; this Where reads the "
+                             f"{where.cfg.sensor}: pass mirror_views=False")
         if self.mirror_views and where.mirror_azimuths is None:
             raise ValueError("mirror_views=True needs a WhereNet built by build_where (it knows the periphery's "
                              "mirror); or pass mirror_views=False")
@@ -266,7 +329,8 @@ class WhatWhereAgent:
 
     @torch.no_grad()
     def predicted_accuracy(self, periphery: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
-        """(B, E, A) Where's predicted What accuracy after a saccade to each cell."""
+        """(B, E, A) Where's predicted What accuracy after a saccade to each cell, from what it
+        reads (the periphery, or the glimpse for ``arch="glimpse"``)."""
         acc = torch.sigmoid(self.where(periphery, fixation))
         if self.mirror_views:
             acc = 0.5 * (acc + torch.sigmoid(self.where(periphery, fixation, mirrored=True)))
@@ -282,7 +346,7 @@ class WhatWhereAgent:
             fix = obs["fixation"]
             fix_px = fix * (self.scene_size / 2)
             past = torch.cat([state["past"], fix_px[:, None]], 1)  # (B, T, 2)
-            acc = self.predicted_accuracy(obs["periphery"], fix)  # (B, E, A)
+            acc = self.predicted_accuracy(obs[self.where.cfg.sensor], fix)  # (B, E, A)
             land = landings(fix, self.where.grid, scene_size=self.scene_size, reach=self.where.reach)
             if self.inhibition_of_return:
                 d = (land[:, :, :, None, :] - past[:, None, None, :, :]).norm(dim=-1)  # (B, E, A, T)
@@ -303,19 +367,26 @@ def default_reach(scene_size: int) -> float:
 
 
 def build_where(cfg: WhereConfig, *, periphery, scene_size: int) -> WhereNet:
-    """A fresh :class:`WhereNet` on ``periphery``'s grid."""
+    """A fresh :class:`WhereNet` on ``periphery``'s grid (its saccade targets, whichever
+    sensor it reads)."""
     return WhereNet(cfg, grid=saccade_grid(periphery), in_channels=periphery.cfg.shape[0],
-                    scene_size=scene_size, reach=default_reach(scene_size), mirror=mirror_indices(periphery.cfg))
+                    scene_size=scene_size, reach=default_reach(scene_size),
+                    mirror=mirror_indices(periphery.cfg) if cfg.sensor == "periphery" else None)
 
 
-def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=None, **options) -> WhatWhereAgent:
-    """The shipped agent: Where from ``checkpoints/what_where.pt`` (or ``path``), What from
-    ``checkpoints/foveal.pt`` (or ``foveal_path``); ``options`` go to :class:`WhatWhereAgent`."""
+def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=None, checkpoint: str = NAME,
+               **options) -> WhatWhereAgent:
+    """The shipped agent: Where from ``checkpoints/<checkpoint>.pt`` (default
+    ``checkpoints/what_where.pt``; the glimpse-reading Where: ``checkpoint="what_where_glimpse"``)
+    or ``path``, What from ``checkpoints/foveal.pt`` (or ``foveal_path``); ``options`` go to
+    :class:`WhatWhereAgent`."""
     from saccade_env.retina import Periphery, PeripheryConfig
 
     from .baselines import load_foveal
+    from .checkpoint import default_path
 
-    ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT, map_location=device)
+    ckpt = load_checkpoint(path if path is not None else default_path(checkpoint), agent=NAME,
+                           script=SCRIPT if checkpoint == NAME else GLIMPSE_SCRIPT, map_location=device)
     conf = ckpt["config"]
     periphery = Periphery(PeripheryConfig(**conf["periphery"]), conf["scene_size"])
     where = build_where(WhereConfig(**conf["where"]), periphery=periphery, scene_size=conf["scene_size"])

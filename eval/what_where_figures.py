@@ -154,10 +154,11 @@ def main() -> None:
                  "oracle_ecc30-40": accuracy_at(oracle, budget=3, ecc=far, contrast=0.7, seed=300),
                  "mean_saccades_budget3": float(r3.n_saccades.mean()), "decisions_per_s_budget3": r3.decisions_per_s})
     # --- options: inhibition of return, evidence accumulation, Where's mirrored second view
-    for name, opts in {"ior": dict(inhibition_of_return=True), "accumulate": dict(accumulate=True),
-                       "ior+accumulate": dict(inhibition_of_return=True, accumulate=True),
-                       "mirror": dict(mirror_views=True),
-                       "mirror+accumulate": dict(mirror_views=True, accumulate=True)}.items():
+    options = {"ior": dict(inhibition_of_return=True), "accumulate": dict(accumulate=True),
+               "ior+accumulate": dict(inhibition_of_return=True, accumulate=True)}
+    if agent.where.cfg.sensor == "periphery":  # the mirror is the periphery's (a glimpse Where has none)
+        options.update({"mirror": dict(mirror_views=True), "mirror+accumulate": dict(mirror_views=True, accumulate=True)})
+    for name, opts in options.items():
         ag = ww.load_agent(a.checkpoint, device=a.device, foveal_path=a.foveal, **opts)
         nums[f"{name}_overall_budget3"] = evaluate(ag, budget=3, episodes=n_all, device=a.device, seed=0).accuracy
         nums[f"{name}_ecc30-40_budget1"] = accuracy_at(ag, budget=1, ecc=far, contrast=0.7, seed=300)

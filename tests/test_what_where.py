@@ -49,6 +49,47 @@ def test_where_shapes(periphery, arch):
     assert out.shape == (3, 10, 24) and torch.isfinite(out).all()
 
 
+def test_glimpse_where_shapes_and_wrong_glimpse(periphery):
+    cfg = ww.WhereConfig(arch="glimpse", channels=4, layers=2, glimpse_size=8, glimpse_scales=3)
+    net = ww.build_where(cfg, periphery=periphery, scene_size=S)
+    assert cfg.sensor == "glimpse" and net.mirror_azimuths is None
+    out = net(torch.randn(3, 3, 8, 8), torch.tensor([[0.0, 0.0], [0.9, -0.9], [-0.3, 0.5]]))
+    assert out.shape == (3, 10, 24) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="glimpse_size=8, glimpse_scales=3"):
+        net(torch.randn(3, 4, 8, 8), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="mirror_views=False"):
+        ww.WhatWhereAgent(what=Unsure(), where=net, mirror_views=True)
+
+
+def identity_glimpse_where(periphery, *, background: float):
+    """A glimpse Where whose heat maps are the glimpse itself less the background: a cell's
+    logit is the brightness at its landing point, summed over the scales."""
+    net = ww.build_where(ww.WhereConfig(arch="glimpse", glimpse_size=16, glimpse_scales=4), periphery=periphery,
+                         scene_size=S)
+    net.scale_nets = nn.ModuleList([nn.Identity() for _ in range(4)])
+    net.in_shift.fill_(background)
+    return net
+
+
+@pytest.mark.parametrize("fix_px", [(0, 0), (-20, 10)])
+def test_glimpse_where_reads_each_cell_at_its_landing(periphery, fix_px):
+    """A bright square 20 px right of and 12 px above the eye: the brightest cell is the one
+    whose saccade lands on it (x right, y down, as the env's actions)."""
+    from saccade_env.retina import glimpse
+    net = identity_glimpse_where(periphery, background=0.0)
+    fx, fy = fix_px
+    spot = (64 + fx + 20, 64 + fy - 12)  # (x, y) pixel of the square's centre
+    scene = torch.zeros(1, S, S)
+    scene[0, spot[1] - 3:spot[1] + 4, spot[0] - 3:spot[0] + 4] = 1.0
+    fix = torch.tensor([[fx, fy]], dtype=torch.float32) / (S / 2)
+    with torch.no_grad():
+        logits = net(glimpse(scene, fix, size=16, scales=4), fix)
+    land = ww.landings(fix, net.grid, scene_size=S, reach=net.reach).flatten(1, 2)[0]  # (E*A, 2) px
+    best = land[logits.flatten().argmax()]
+    want = torch.tensor([spot[0] - 64.0, spot[1] - 64.0])
+    assert float((best - want).norm()) < 5.0, (best, want)
+
+
 def test_conv_where_is_rotation_equivariant(periphery):
     """Rotating the periphery by one azimuth step (eye at the centre, nothing clipped)
     rotates the map by one step: the circular padding makes it so."""
@@ -90,6 +131,8 @@ def test_lookup_matches_the_map_on_its_grid():
 class EnergyWhere(nn.Module):
     """A hand-built Where: the predicted accuracy of a cell grows with the periphery's energy there."""
 
+    cfg = ww.WhereConfig()  # reads the periphery
+
     def __init__(self, periphery):
         super().__init__()
         self.register_buffer("grid", ww.saccade_grid(periphery))
@@ -103,6 +146,24 @@ class EnergyWhere(nn.Module):
 class Unsure(nn.Module):
     def forward(self, fovea):
         return torch.zeros(fovea.shape[0], 10)
+
+
+def test_glimpse_where_agent_looks_toward_a_bright_digit(periphery):
+    """The agent asks make_env for the glimpse its Where reads, and looks toward the digit."""
+    from agents.scenes import preset_scene
+    where = identity_glimpse_where(periphery, background=preset_scene("SaccadeMNIST-v0").background)
+    agent = ww.WhatWhereAgent(what=Unsure(), where=where)
+    assert agent.sensors == ("fovea", "glimpse")
+    venv = make_env("SaccadeMNIST-v0", agent=agent, num_envs=16, max_saccades=2, noise=0.0, contrast=1.0)
+    obs, info = venv.reset(seed=3, options={"eccentricity": 30.0})
+    assert obs["glimpse"].shape == (16, 4, 16, 16) and "periphery" not in obs
+    u = venv.unwrapped
+    target = u.core.target_xy(u.state)
+    action, _ = agent.act(obs, agent.reset(16, torch.device("cpu")))
+    assert (action["answer"] == 10).all()
+    dist = (action["saccade"] - target).norm(dim=1) * (S / 2)
+    assert float(dist.median()) < 12, dist
+    venv.close()
 
 
 def test_greedy_policy_looks_toward_a_bright_digit(periphery):
@@ -179,7 +240,8 @@ def _train_module():
     return mod
 
 
-def test_short_training_beats_chance(periphery):
+@pytest.mark.parametrize("arch", ["conv", "glimpse"])
+def test_short_training_beats_chance(periphery, arch):
     """A few seconds of training on a known accuracy map, on clean scenes (no noise: the
     noisy preset needs minutes, see docs/notes/what_where.md): on held-out test digits the
     cell Where picks beats a random cell (chance) and the best fixed cell (the prior of a
@@ -187,19 +249,20 @@ def test_short_training_beats_chance(periphery):
     tr = _train_module()
     torch.manual_seed(0)
     cfg = tr.Config(scenes=768, val_scenes=256, steps=200, batch_size=32, channels=12, layers=3, lr=3e-3,
-                    centre=0.6, near=0.2, noise=0.0)
+                    centre=0.6, near=0.2, noise=0.0, arch=arch, glimpse_size=8, glimpse_scales=4)
     gen = torch.Generator().manual_seed(0)
     acc_map = gaussian_map(width=8.0)
     train = tr.make_dataset(tr.make_sampler(cfg, "train", torch.device("cpu")), periphery, cfg.scenes, cfg, gen)
     val = tr.make_dataset(tr.make_sampler(cfg, "test", torch.device("cpu")), periphery, cfg.val_scenes, cfg, gen)
-    where = ww.build_where(ww.WhereConfig(channels=cfg.channels, layers=cfg.layers), periphery=periphery, scene_size=S)
-    where.in_scale.copy_(train["periphery"].float().std(dim=(0, 3)))
+    where = ww.build_where(tr.where_config(cfg), periphery=periphery, scene_size=S)
+    sensor = where.cfg.sensor
+    where.fit_input(train[sensor])
     before = tr.choice_quality(where, val, acc_map, cfg)
     opt = torch.optim.Adam(where.parameters(), lr=cfg.lr)
     for _ in range(cfg.steps):
         idx = torch.randint(cfg.scenes, (cfg.batch_size,), generator=gen)
         loss = nn.functional.binary_cross_entropy_with_logits(
-            where(train["periphery"][idx].float(), train["fixation"][idx]), tr.targets(train, idx, acc_map, where, cfg))
+            where(train[sensor][idx].float(), train["fixation"][idx]), tr.targets(train, idx, acc_map, where, cfg))
         opt.zero_grad(); loss.backward(); opt.step()
     after = tr.choice_quality(where, val, acc_map, cfg)
     assert after["picked"] > after["chance"] + 0.3, (before, after)

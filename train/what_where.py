@@ -14,6 +14,8 @@ What (the foveal classifier) is trained by ``train/foveal.py`` and read from
     python train/what_where.py                  # writes checkpoints/what_where.pt
     python train/what_where.py --scenes 2000 --steps 200 --out /tmp/ww.pt
     python train/what_where.py --resume         # continues runs/what_where/resume.pt
+    python train/what_where.py --arch glimpse --channels 24 --layers 4 --scenes 60000 --steps 4000 \
+        --out checkpoints/what_where_glimpse.pt  # Where on the env's glimpse (not the paper's sensor)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from agents.cli import (budget_done, check_ranges, cosine_factor, load_resume, p
                         save_resume, writer)
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
-from saccade_env.retina import Periphery
+from saccade_env.retina import Periphery, glimpse
 from saccade_env.scene import SceneSampler
 
 
@@ -55,10 +57,15 @@ class Config:
     map_radius: int = field(default=40, metadata={"min": 1, "help": "accuracy map: shifts up to this (px)"})
     map_spacing: int = field(default=2, metadata={"min": 1, "help": "accuracy map: px between shifts"})
     map_scenes: int = field(default=96, metadata={"min": 1, "help": "accuracy map: scenes read at every shift"})
-    arch: str = field(default="conv", metadata={"help": "conv or mlp (the paper's)", "choices": ("conv", "mlp")})
+    arch: str = field(default="conv", metadata={
+        "help": "conv or mlp (the paper's), both on the periphery; or glimpse (reads the env's multi-scale glimpse "
+                "instead: not the paper's sensor)", "choices": ("conv", "mlp", "glimpse")})
     channels: int = field(default=48, metadata={"min": 1, "help": "conv width"})
     layers: int = field(default=5, metadata={"min": 1, "help": "conv depth"})
     hidden: int = field(default=1000, metadata={"min": 1, "help": "mlp hidden width"})
+    glimpse_size: int = field(default=16, metadata={"min": 2, "help": "glimpse arch: patch side (samples)"})
+    glimpse_scales: int = field(default=4, metadata={"min": 1, "max": 6, "help": "glimpse arch: patches, the j-th "
+                                                                                "covering glimpse_size * 2**j px"})
     init: str = field(default="", metadata={"help": "start Where from this what_where checkpoint (fine-tune)"})
     data_cache: str = field(default="", metadata={"help": "keep the generated samples in this file and reuse "
                                                           "them when the data settings match (What-independent)"})
@@ -86,6 +93,8 @@ class Config:
         check_ranges(self)
         if self.centre + self.near > 1:
             raise ValueError(f"--centre and --near are fractions summing to at most 1, got {self.centre} + {self.near}")
+        if self.arch == "glimpse" and self.glimpse_size % 2:
+            raise ValueError(f"--glimpse-size must be even (the env's glimpse_size is), got {self.glimpse_size}")
         if self.map_spacing > self.map_radius:
             raise ValueError(f"--map-spacing ({self.map_spacing} px) must not exceed --map-radius ({self.map_radius} px)")
 
@@ -116,26 +125,39 @@ def fixations(offset: torch.Tensor, cfg: Config, scene_size: int, reach: float, 
     return torch.round(px.clamp(-reach, reach)) / (scene_size / 2)
 
 
+def where_config(cfg: Config) -> ww.WhereConfig:
+    return ww.WhereConfig(arch=cfg.arch, channels=cfg.channels, layers=cfg.layers, hidden=cfg.hidden,
+                          glimpse_size=cfg.glimpse_size, glimpse_scales=cfg.glimpse_scales)
+
+
 def make_dataset(sampler: SceneSampler, periphery: Periphery, n: int, cfg: Config, gen: torch.Generator,
                  chunk: int = 512) -> dict[str, torch.Tensor]:
-    """``n`` samples: periphery (n, C, E, A) float16, fixation (n, 2), offset (n, 2) px."""
+    """``n`` samples: what Where reads (``periphery`` (n, C, E, A) or, for ``--arch glimpse``,
+    ``glimpse`` (n, k, g, g); float16), fixation (n, 2), offset (n, 2) px."""
     S, reach = sampler.cfg.size, ww.default_reach(sampler.cfg.size)
-    parts: dict[str, list] = {"periphery": [], "fixation": [], "offset": []}
+    sensor = where_config(cfg).sensor
+    parts: dict[str, list] = {sensor: [], "fixation": [], "offset": []}
     for m in tqdm([min(chunk, n - i) for i in range(0, n, chunk)], desc="scenes", leave=False):
         b = sample_scenes(sampler, m, gen)
         fix = fixations(b.offset, cfg, S, reach, gen)
-        per = periphery.read(periphery.whiten(b.scene, pad=sampler.cfg.background), fix)
-        parts["periphery"].append(per.half()); parts["fixation"].append(fix); parts["offset"].append(b.offset)
+        if sensor == "glimpse":
+            view = glimpse(b.scene, fix, size=cfg.glimpse_size, scales=cfg.glimpse_scales, pad=sampler.cfg.background)
+        else:
+            view = periphery.read(periphery.whiten(b.scene, pad=sampler.cfg.background), fix)
+        parts[sensor].append(view.half()); parts["fixation"].append(fix); parts["offset"].append(b.offset)
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
 DATA_KEYS = ("env", "noise", "contrast", "scenes", "val_scenes", "centre", "near", "near_px", "seed")
+GLIMPSE_KEYS = ("glimpse_size", "glimpse_scales")
 
 
 def cached_data(cfg: Config, make, device: torch.device):
     """``make()`` -> (train, val) samples, read from / written to ``cfg.data_cache`` when given
     (the samples depend on the data settings and the seed only, not on What)."""
     key = {k: getattr(cfg, k) for k in DATA_KEYS}
+    if where_config(cfg).sensor == "glimpse":  # a periphery cache keeps its key (and stays valid)
+        key.update({k: getattr(cfg, k) for k in GLIMPSE_KEYS}, sensor="glimpse")
     path = Path(cfg.data_cache) if cfg.data_cache else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=False)
@@ -174,7 +196,7 @@ def choice_quality(where: ww.WhereNet, data: dict, acc_map: torch.Tensor, cfg: C
     n = data["fixation"].shape[0]
     for idx in torch.arange(n, device=data["fixation"].device).split(1024):
         t = targets(data, idx, acc_map, where, cfg).flatten(1)
-        pick = where(data["periphery"][idx].float(), data["fixation"][idx]).flatten(1).argmax(1)
+        pick = where(data[where.cfg.sensor][idx].float(), data["fixation"][idx]).flatten(1).argmax(1)
         got += float(t.gather(1, pick[:, None]).sum()); total = total + t.sum(0); best += float(t.max(1).values.sum())
     where.train()
     return {"picked": got / n, "chance": float(total.mean()) / n, "prior": float(total.max()) / n, "best": best / n}
@@ -198,13 +220,17 @@ def main(cfg: Config) -> dict:
     acc_map = accuracy_map(what, train_s, cfg, seeded(1))
     data, val = cached_data(cfg, lambda: (make_dataset(train_s, periphery, cfg.scenes, cfg, seeded(2)), make_dataset(
         val_s, periphery, cfg.val_scenes, cfg, seeded(3))), device)
-    print(f"accuracy map and {cfg.scenes + cfg.val_scenes} periphery samples ready after "
+    print(f"accuracy map and {cfg.scenes + cfg.val_scenes} {where_config(cfg).sensor} samples ready after "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
-    where = ww.build_where(ww.WhereConfig(arch=cfg.arch, channels=cfg.channels, layers=cfg.layers, hidden=cfg.hidden),
-                           periphery=periphery, scene_size=env_cfg.scene.size).to(device)
-    where.in_scale.copy_(data["periphery"][:4096].float().std(dim=(0, 3)).clamp_min(1e-6))
+    where = ww.build_where(where_config(cfg), periphery=periphery, scene_size=env_cfg.scene.size).to(device)
+    where.fit_input(data[where.cfg.sensor][:4096])
     if cfg.init:
-        where.load_state_dict(load_checkpoint(cfg.init, agent=ww.NAME, script=ww.SCRIPT)["weights"]["where"])
+        init = load_checkpoint(cfg.init, agent=ww.NAME, script=ww.SCRIPT)
+        if ww.WhereConfig(**init["config"]["where"]) != where.cfg:
+            raise SystemExit(f"--init {cfg.init} holds a Where built as {init['config']['where']}, this run builds "
+                             f"{dataclasses.asdict(where.cfg)}: pass the same --arch, --channels, --layers, --hidden, "
+                             f"--glimpse-size and --glimpse-scales as that run")
+        where.load_state_dict(init["weights"]["where"])
     opt = torch.optim.Adam(where.parameters(), lr=cfg.lr)
 
     def set_lr(step: int) -> None:
@@ -231,7 +257,7 @@ def main(cfg: Config) -> dict:
             break
         set_lr(step)
         idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
-        logits = where(data["periphery"][idx].float(), data["fixation"][idx])
+        logits = where(data[where.cfg.sensor][idx].float(), data["fixation"][idx])
         loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
