@@ -184,10 +184,11 @@ class WhereNet(nn.Module):
     (B, 2) -> logits (B, E, A) of What's accuracy after a saccade to each cell (sigmoid them
     for probabilities); ``cfg.sensor`` names the observation.
 
-    The input is scaled per (channel, ring) by ``in_scale`` (set from data before training by
-    :meth:`fit_input`: ring responses differ ten-fold; a glimpse: per scale, less its mean).  The conv net also gets, at each cell, where the saccade
-    would land (x, y, normalised) and the ring's index: the only non-equivariant facts
-    (clipping at the scene's edge, the cell's size).
+    The input is normalised from data before training (:meth:`fit_input`): the periphery
+    scaled per (channel, ring) by ``in_scale`` (ring responses differ ten-fold), a glimpse per
+    scale, less its mean.  The conv net also gets, at each cell, where the saccade would land
+    (x, y, normalised) and the ring's index: the only non-equivariant facts (clipping at the
+    scene's edge, the cell's size).
 
     ``mirror``: the periphery's :func:`saccade_env.retina.mirror_indices`, for
     ``forward(..., mirrored=True)``."""
@@ -251,9 +252,9 @@ class WhereNet(nn.Module):
         cover it, plus a per-cell bias."""
         B, k, g, _ = glimpse.shape
         if k != self.cfg.glimpse_scales or g != self.cfg.glimpse_size:
-            raise ValueError(f"this Where reads a glimpse of {self.cfg.glimpse_scales} scales of "
-                             f"{self.cfg.glimpse_size}x{self.cfg.glimpse_size}, got {tuple(glimpse.shape[1:])}: build "
-                             f"the env with glimpse_size={self.cfg.glimpse_size}, glimpse_scales={self.cfg.glimpse_scales}")
+            g0, k0 = self.cfg.glimpse_size, self.cfg.glimpse_scales
+            raise ValueError(f"this Where reads a glimpse of {k0} scales of {g0}x{g0}, got {tuple(glimpse.shape[1:])}: "
+                             f"build the env with glimpse_size={g0}, glimpse_scales={k0}")
         E, A, _ = self.grid.shape
         x = (glimpse - self.in_shift) / self.in_scale
         fix_px = fixation * (self.scene_size / 2)
@@ -385,8 +386,10 @@ def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=Non
     from .baselines import load_foveal
     from .checkpoint import default_path
 
-    ckpt = load_checkpoint(path if path is not None else default_path(checkpoint), agent=NAME,
-                           script=SCRIPT if checkpoint == NAME else GLIMPSE_SCRIPT, map_location=device)
+    script = {NAME: SCRIPT, "what_where_glimpse": GLIMPSE_SCRIPT}.get(
+        checkpoint, f"{SCRIPT} --out checkpoints/{checkpoint}.pt")
+    ckpt = load_checkpoint(path if path is not None else default_path(checkpoint), agent=NAME, script=script,
+                           map_location=device)
     conf = ckpt["config"]
     periphery = Periphery(PeripheryConfig(**conf["periphery"]), conf["scene_size"])
     where = build_where(WhereConfig(**conf["where"]), periphery=periphery, scene_size=conf["scene_size"])

@@ -157,7 +157,8 @@ def main() -> None:
     options = {"ior": dict(inhibition_of_return=True), "accumulate": dict(accumulate=True),
                "ior+accumulate": dict(inhibition_of_return=True, accumulate=True)}
     if agent.where.cfg.sensor == "periphery":  # the mirror is the periphery's (a glimpse Where has none)
-        options.update({"mirror": dict(mirror_views=True), "mirror+accumulate": dict(mirror_views=True, accumulate=True)})
+        options["mirror"] = dict(mirror_views=True)
+        options["mirror+accumulate"] = dict(mirror_views=True, accumulate=True)
     for name, opts in options.items():
         ag = ww.load_agent(a.checkpoint, device=a.device, foveal_path=a.foveal, **opts)
         nums[f"{name}_overall_budget3"] = evaluate(ag, budget=3, episodes=n_all, device=a.device, seed=0).accuracy
