@@ -220,9 +220,9 @@ def main(cfg: Config) -> dict:
     acc_map = accuracy_map(what, train_s, cfg, seeded(1))
     data, val = cached_data(cfg, lambda: (make_dataset(train_s, periphery, cfg.scenes, cfg, seeded(2)), make_dataset(
         val_s, periphery, cfg.val_scenes, cfg, seeded(3))), device)
-    print(f"accuracy map and {cfg.scenes + cfg.val_scenes} {where_config(cfg).sensor} samples ready after "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
     where = ww.build_where(where_config(cfg), periphery=periphery, scene_size=env_cfg.scene.size).to(device)
+    print(f"accuracy map and {cfg.scenes + cfg.val_scenes} {where.cfg.sensor} samples ready after "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     where.fit_input(data[where.cfg.sensor][:4096])
     if cfg.init:
         init = load_checkpoint(cfg.init, agent=ww.NAME, script=ww.SCRIPT)
