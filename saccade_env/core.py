@@ -175,6 +175,7 @@ class SaccadeCore:
         self.periphery = (Periphery(cfg.periphery, cfg.scene.size).to(self.device)
                           if "periphery" in cfg.sensors else None)
         self.pad = cfg.scene.background
+        self.n_digits = int(self.sampler.labels.shape[0])  # digits in the split (``digit_index`` runs over them)
         self._slots = torch.arange(cfg.max_saccades + 1, device=self.device)
         self._start = torch.zeros(2, device=self.device)  # where the eye starts, and the trail then
         self._start_trail = torch.full((cfg.max_saccades + 1, 2), float("nan"), device=self.device)
@@ -203,7 +204,7 @@ class SaccadeCore:
 
     def reset(self, state: EnvState, mask: torch.Tensor, *, label: torch.Tensor | None = None,
               eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None,
-              inplace: bool = False) -> EnvState:
+              digit_index: torch.Tensor | None = None, inplace: bool = False) -> EnvState:
         """Start new episodes where ``mask`` (B,) bool is set; other rows are untouched.
 
         The options (see :meth:`SceneSampler.sample`) are (B,)-shaped like the batch;
@@ -229,8 +230,8 @@ class SaccadeCore:
             st.n_saccades = state.n_saccades.index_fill(0, idx, 0)
             st.done = state.done.index_fill(0, idx, False)
         u = rng.uniforms(pick(st.key), pick(st.episode), self.sampler.n_uniforms)
-        options = {k: pick(v) for k, v in (("label", label), ("eccentricity", eccentricity), ("offset", offset))
-                   if v is not None}
+        options = {k: pick(v) for k, v in (("label", label), ("eccentricity", eccentricity), ("offset", offset),
+                                           ("digit_index", digit_index)) if v is not None}
         big = (state.scene, state.whitened, state.maps)
         into = big if inplace and full else None  # drawn straight into the state's tensors
         scene, st.label, st.offset, whitened, maps = self._draw(u, options, state.maps is not None, into)
@@ -348,21 +349,27 @@ class SaccadeCore:
         return self.periphery.bound() if self.periphery is not None else 0.0
 
 
-def make_reset_options(options: dict | None, batch: int, size: int, device: torch.device
-                       ) -> dict[str, torch.Tensor]:
+RESET_OPTIONS = ("label", "eccentricity", "target_xy", "digit_index")
+
+
+def make_reset_options(options: dict | None, batch: int, size: int, device: torch.device, *,
+                       n_digits: int) -> dict[str, torch.Tensor]:
     """Validate ``reset(options=...)`` and turn it into (B,)-shaped tensors for :meth:`SaccadeCore.reset`.
 
     Accepted keys: ``label`` (int 0..9), ``eccentricity`` (px, >= 0), ``target_xy``
-    ((2,) scene coordinates); each a scalar/pair for every environment or one per
-    environment (leading dimension ``batch``).
+    ((2,) scene coordinates), ``digit_index`` (int in 0..n_digits-1: which digit of the
+    env's split to show, e.g. to play every test digit once); each a scalar/pair for every
+    environment or one per environment (leading dimension ``batch``).
     """
     if not options:
         return {}
     if not isinstance(options, dict):
         raise TypeError(f"options must be a dict, got {type(options).__name__}")
-    unknown = set(options) - {"label", "eccentricity", "target_xy"}
+    unknown = set(options) - set(RESET_OPTIONS)
     if unknown:
-        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid: label, eccentricity, target_xy")
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid: {', '.join(RESET_OPTIONS)}")
+    if "label" in options and "digit_index" in options:
+        raise ValueError("give either 'label' or 'digit_index' in reset options, not both (a digit has its label)")
     if "eccentricity" in options and "target_xy" in options:
         raise ValueError("give either 'eccentricity' or 'target_xy' in reset options, not both")
     out = {}
@@ -380,6 +387,12 @@ def make_reset_options(options: dict | None, batch: int, size: int, device: torc
         if lab.is_floating_point() or lab.dtype == torch.bool or ((lab < 0) | (lab > 9)).any():
             raise ValueError(f"reset option 'label' must be an integer in 0..9, got {options['label']!r}")
         out["label"] = lab.to(device, torch.int64)
+    if "digit_index" in options:
+        di = per_env("digit_index", options["digit_index"])
+        if di.is_floating_point() or di.dtype == torch.bool or ((di < 0) | (di >= n_digits)).any():
+            raise ValueError(f"reset option 'digit_index' must be an integer in 0..{n_digits - 1} (a digit of "
+                             f"the env's split, {n_digits} digits), got {options['digit_index']!r}")
+        out["digit_index"] = di.to(device, torch.int64)
     if "eccentricity" in options:
         ecc = per_env("eccentricity", options["eccentricity"], torch.float32)
         if not torch.isfinite(ecc).all() or (ecc < 0).any() or (ecc > max_off).any():

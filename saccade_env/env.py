@@ -62,7 +62,9 @@ class SaccadeMNISTEnv(gym.Env):
       (``contrast``, ``noise``, ``size``, ``placement``, ``n_clutter``, ...).
 
     ``reset(options=...)`` may fix ``label`` (0..9), ``eccentricity`` (px, random angle)
-    or ``target_xy`` (scene coordinates) of the next episode.
+    or ``target_xy`` (scene coordinates) of the next episode, or ``digit_index``: which
+    digit of the split it shows (0..N-1; playing ``digit_index = 0..9999`` on
+    ``split="test"`` scores each test digit once, as the papers do).
 
     ## Example
     >>> import gymnasium as gym, numpy as np, saccade_env
@@ -95,7 +97,8 @@ class SaccadeMNISTEnv(gym.Env):
 
     @torch.inference_mode()  # NumPy out: no tensor leaves, so none needs autograd's bookkeeping
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        opts = make_reset_options(options, 1, self.cfg.scene.size, self.core.device)
+        opts = make_reset_options(options, 1, self.cfg.scene.size, self.core.device,
+                                  n_digits=self.core.n_digits)
         super().reset(seed=seed)
         if seed is not None or self.state is None:
             key = rng.key_from_seed(seed, self.np_random)

@@ -2,9 +2,14 @@
 
 The default follows Daucé, Albiges & Perrinet (2020): a 128x128 display, a MotionClouds
 texture background (sf_0=0.1, B_sf=0.1, isotropic, noise level 0.75), one 28x28 digit
-at contrast 0.7 placed at radius ``min(|N(0,1)| * 30, 34)`` px with a uniform angle,
-digit and noise mixed by a pixel-wise maximum, and a circular mask.  The RAM/STN
-benchmarks (translated and cluttered MNIST) are the same machinery with other values.
+at contrast 0.7 placed at radius ``min(|N(0,1)| * 30, 34)`` px with a uniform angle.
+The digit is lifted onto the noise's mid-grey as in the authors' code (WhereIsMyMNIST):
+its strokes above half their peak become ``0.5 + contrast * (d - 0.5)`` (``d`` the digit
+scaled to [0, 1]), the rest is dropped; digit and noise ``0.5 + noise * (z - 0.5)`` are
+mixed by a pixel-wise maximum; the display is min-max normalised to [0, 1] and a circular
+mask sets everything outside the disc to mid-grey (:attr:`SceneConfig.ink`).  The RAM/STN
+benchmarks (translated and cluttered MNIST, black background) are the same machinery with
+other values.
 
 Coordinates: a scene is ``(B, size, size)``, indexed ``[b, y, x]``.  Positions are
 given either in *scene coordinates* (x right, y down, -1..1 spans the scene's outer
@@ -30,6 +35,7 @@ from .data import load_mnist
 DIGIT = 28  # MNIST digits are 28x28
 CACHE_ENV = "SACCADE_ENV_CACHE"
 PLACEMENTS = ("radial", "uniform", "center")
+INKS = ("lifted", "absolute")
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,17 @@ class SceneConfig:
 
     Attributes:
         size: side of the square scene (even, at least 28).
-        contrast: digit (and clutter) intensity in [0, 1]; pixels are ``contrast * mnist / 255``.
+        contrast: digit (and clutter) contrast in [0, 1] (see ``ink``).
+        ink: how the digit is drawn over a noise background (``noise > 0``):
+            "lifted" (default; Daucé et al. 2020's display, as in their code): the digit ``d``
+            (scaled to [0, 1] by its own peak) becomes ``0.5 + contrast * (d - 0.5)`` where
+            that is above the mid-grey 0.5 and is dropped elsewhere, the pixel-wise maximum
+            with the noise is taken, and the whole display is min-max normalised to [0, 1]
+            before the mask; "absolute": the digit's pixels are ``contrast * mnist / 255``
+            from black, maximum with the noise, no normalisation (saccade-env 0.1's display,
+            where a digit at contrast 0.3 is darker than the noise around it).  Over a
+            noise-free scene (``noise=0``, black background) there is no grey to lift onto:
+            both inks draw ``contrast * mnist / 255`` on black, bit for bit.
         placement: "radial" (Daucé 2020: radius ``min(|N(0,1)|*ecc_std, ecc_max)``,
             uniform angle), "uniform" (centre uniform over every position that keeps
             the digit inside the scene), or "center".
@@ -59,6 +75,7 @@ class SceneConfig:
 
     size: int = 128
     contrast: float = 0.7
+    ink: str = "lifted"
     placement: str = "radial"
     ecc_std: float = 30.0
     ecc_max: float = 34.0
@@ -80,6 +97,8 @@ class SceneConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
                 raise ValueError(f"SceneConfig.{name} must be in [0, 1], got {v!r}")
+        if self.ink not in INKS:
+            raise ValueError(f"SceneConfig.ink must be one of {INKS}, got {self.ink!r}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"SceneConfig.placement must be one of {PLACEMENTS}, got {self.placement!r}")
         if self.placement == "radial":
@@ -106,6 +125,11 @@ class SceneConfig:
     def max_offset(self) -> int:
         """Largest |x| or |y| pixel offset of the digit's centre that keeps it inside the scene."""
         return self.size // 2 - DIGIT // 2
+
+    @property
+    def lifted(self) -> bool:
+        """Whether the digit is lifted onto the noise's grey and the display normalised (``ink``)."""
+        return self.ink == "lifted" and self.noise > 0
 
     @property
     def background(self) -> float:
@@ -234,12 +258,15 @@ class SceneSampler:
         return self._FIXED + self._PER_CLUTTER * self.cfg.n_clutter
 
     def sample(self, u: torch.Tensor, *, label: torch.Tensor | None = None,
-               eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None) -> SceneBatch:
+               eccentricity: torch.Tensor | None = None, offset: torch.Tensor | None = None,
+               digit_index: torch.Tensor | None = None) -> SceneBatch:
         """Draw ``B`` scenes.
 
         Args:
             u: (B, n_uniforms) float32 uniforms in [0, 1).
             label: (B,) int64, a label in 0..9 to impose, or -1 to draw one at random.
+            digit_index: (B,) int64, the index of the digit in the split to show, or -1 to
+                draw one at random (every other draw is unchanged).
             eccentricity: (B,) float32, a distance (px) of the digit from the centre to
                 impose (angle still random), or NaN to draw it.
             offset: (B, 2) int64 pixel offsets of the digit's centre to impose.
@@ -256,6 +283,8 @@ class SceneSampler:
             lab = label.clamp(0, 9)
             pick = (u[:, 0] * self.label_count[lab]).long().clamp_max(self.label_count[lab] - 1)
             idx = torch.where(label >= 0, self.order[self.label_start[lab] + pick], idx)
+        if digit_index is not None:
+            idx = torch.where(digit_index >= 0, digit_index.clamp(0, n - 1), idx)
         digits = self.digits[idx]  # (B, 28, 28) uint8
         if cfg.rotate:  # the uniform after jitter's two
             a = (u[:, self._tail + (2 if cfg.jitter else 0)] * 2 - 1) * math.radians(cfg.rotate)  # (B,)
@@ -293,6 +322,7 @@ class SceneSampler:
         # --- the display: the background (a texture picked and rolled, or black), then the
         # digit and the clutter at their contrast, all mixed by a pixel-wise maximum
         s, scale = cfg.size, cfg.contrast / 255.0
+        lifted = cfg.lifted
         if self.textures is not None:
             t = (u[:, 4] * cfg.n_textures).long().clamp_max(cfg.n_textures - 1)
             dxy = (u[:, 5:7] * s).long()  # (B, 2) the roll (dx, dy)
@@ -301,20 +331,29 @@ class SceneSampler:
             canvas = torch.zeros(B, s * s, device=dev)
         rows = (s // 2 - DIGIT // 2 + xy[:, 1])[:, None, None] + self._arange_d[None, :, None]  # (B, 28, 1)
         cols = (s // 2 - DIGIT // 2 + xy[:, 0])[:, None, None] + self._arange_d  # (B, 1, 28)
-        ink = digits.float() * scale
+        if lifted:  # scaled by the digit's own peak, onto the grey; strokes at or below it dropped (0: a no-op)
+            peak = digits.flatten(1).amax(1).float().clamp_min(1e-6)[:, None, None]
+            ink = _lift(digits.float() / peak, cfg.contrast)
+        else:
+            ink = digits.float() * scale
         if cfg.jitter:  # the digit may cross the edge: its outside pixels paint 0 (a no-op) at the edge
             inside = (rows >= 0) & (rows < s) & (cols >= 0) & (cols < s)
             ink, rows, cols = ink * inside, rows.clamp(0, s - 1), cols.clamp(0, s - 1)
         canvas.scatter_reduce_(1, (rows * s + cols).view(B, -1), ink.view(B, -1), reduce="amax")
         if cfg.n_clutter:
-            self._paint_clutter(canvas, u[:, self._FIXED:self._FIXED + self._PER_CLUTTER * cfg.n_clutter], scale)
+            self._paint_clutter(canvas, u[:, self._FIXED:self._FIXED + self._PER_CLUTTER * cfg.n_clutter],
+                                scale, lifted)
+        if lifted:  # the whole square min-max normalised to [0, 1], as the reference does before its mask
+            lo, hi = canvas.aminmax(dim=1, keepdim=True)
+            canvas = (canvas - lo) / (hi - lo).clamp_min(1e-12)
         if cfg.mask:
             canvas.masked_fill_(self._outside, cfg.background)
         canvas = canvas.view(B, s, s)
         return SceneBatch(scene=canvas, label=self.labels[idx], offset=xy)
 
-    def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor, scale: float) -> None:
-        """Max-paint ``n_clutter`` random crops of random digits, times ``scale``, into ``canvas`` (B, S*S)."""
+    def _paint_clutter(self, canvas: torch.Tensor, u: torch.Tensor, scale: float, lifted: bool) -> None:
+        """Max-paint ``n_clutter`` random crops of random digits into ``canvas`` (B, S*S): times
+        ``scale``, or lifted onto the grey like the digit (``lifted``)."""
         cfg = self.cfg
         B, k, s, c = canvas.shape[0], cfg.n_clutter, cfg.size, cfg.clutter_size
         u = u.view(B, k, self._PER_CLUTTER)
@@ -329,7 +368,15 @@ class SceneSampler:
         ty = (u[..., 3] * (s - c + 1)).long()
         tx = (u[..., 4] * (s - c + 1)).long()
         flat = (ty[..., None, None] + ar[:, None]) * s + (tx[..., None, None] + ar)  # (B, k, c, c)
-        canvas.scatter_reduce_(1, flat.reshape(B, -1), pieces.reshape(B, -1).float() * scale, reduce="amax")
+        ink = _lift(pieces.float() / 255.0, cfg.contrast) if lifted else pieces.float() * scale
+        canvas.scatter_reduce_(1, flat.reshape(B, -1), ink.reshape(B, -1), reduce="amax")
+
+
+def _lift(d: torch.Tensor, contrast: float) -> torch.Tensor:
+    """The reference's ink: ``0.5 + contrast * (d - 0.5)`` for a digit ``d`` in [0, 1], kept
+    where it is above the mid-grey 0.5, and 0 (nothing painted under a maximum) elsewhere."""
+    v = 0.5 + contrast * (d - 0.5)
+    return torch.where(v > 0.5, v, torch.zeros_like(v))
 
 
 def offsets_to_xy(offset: torch.Tensor, size: int) -> torch.Tensor:

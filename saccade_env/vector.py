@@ -77,7 +77,8 @@ class SaccadeMNISTVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Start a new episode in every environment.  ``seed``: an int (environment i gets
         seed + i), a list of num_envs ints, or None.  ``options``: see SaccadeMNISTEnv.reset."""
-        opts = make_reset_options(options, self.num_envs, self.cfg.scene.size, self.device)
+        opts = make_reset_options(options, self.num_envs, self.cfg.scene.size, self.device,
+                                  n_digits=self.core.n_digits)
         if seed is not None or self.state is None:
             if isinstance(seed, (list, tuple)):
                 if len(seed) != self.num_envs:
