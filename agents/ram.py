@@ -55,7 +55,7 @@ from torch import nn
 
 from .base import Seeded, make_action, must_answer
 from .checkpoint import CHECKPOINTS, CheckpointError, load_checkpoint
-from .rollout import BudgetResult, make_env, run_episodes
+from .rollout import BudgetResult, make_env, run_episodes, split_size
 
 PRESET_TAGS = {"SaccadeMNIST-v0": "v0", "SaccadeMNIST-Centered28-v0": "centered28",
                "SaccadeMNIST-Translated60-v0": "translated60", "SaccadeMNIST-Cluttered60-v0": "cluttered60",
@@ -294,7 +294,7 @@ def _agent_key(path: str | Path) -> str:
     return key if str(key).startswith("ram-") else "ram-v0"  # load_checkpoint then gives the clear error
 
 
-def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, samples: int = 8,
+def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int | None, samples: int = 8,
                 device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 250,
                 **env_kwargs) -> BudgetResult:
     """Monte-Carlo evaluation: each episode is played ``samples`` times with sampled
@@ -303,8 +303,12 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
 
     Episode ``j`` is the scene of seed ``seed + j`` as in :func:`agents.rollout.evaluate`,
     so the numbers compare with it.  The averaged answer is computed here from the agent's
-    final classifier outputs (the environment judged each copy alone).
+    final classifier outputs (the environment judged each copy alone).  ``episodes=None``
+    plays every test digit once, in order, as :func:`agents.rollout.evaluate` does.
     """
+    full = episodes is None
+    if full:
+        episodes = split_size("test")
     if episodes < 1 or budget < 0 or samples < 1 or batch_size < 1 or seed < 0:
         raise ValueError(f"need episodes >= 1, budget >= 0, samples >= 1, batch_size >= 1 and seed >= 0, got "
                          f"episodes={episodes}, budget={budget}, samples={samples}, batch_size={batch_size}, "
@@ -318,7 +322,9 @@ def evaluate_mc(agent: RAMAgent, *, env_id: str, budget: int, episodes: int, sam
     try:
         while done < episodes:
             seeds = [seed + done + j for j in range(B) for _ in range(samples)]
-            ep = run_episodes(venv, agent, seed=seeds)
+            options = ({"digit_index": np.repeat(np.minimum(np.arange(done, done + B), episodes - 1), samples)}
+                       if full else None)
+            ep = run_episodes(venv, agent, seed=seeds, options=options)
             probs = torch.softmax(ep.state.logits[-1], -1).view(B, samples, 10).mean(1)
             take = min(B, episodes - done)
             correct.append((probs.argmax(-1) == ep.label.view(B, samples)[:, 0])[:take].cpu().numpy())

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import saccade_env  # noqa: F401  (registers the ids)
+from saccade_env.data import parse_split
 
 from .base import check_agent
 
@@ -161,7 +162,13 @@ class BudgetResult:
         return len(self.correct) / self.seconds if self.seconds > 0 else float("nan")
 
 
-def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episodes: int,
+def split_size(split: str) -> int:
+    """How many digits ``split`` ("test", "train", "train[55000:]", ...) holds."""
+    _, start, stop = parse_split(split)
+    return stop - start
+
+
+def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episodes: int | None,
              device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 1000,
              split: str = "test", on_wave: Callable[[int], None] | None = None,
              **env_kwargs) -> BudgetResult:
@@ -169,9 +176,15 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
 
     The episodes (and so the table) are a function of ``seed`` alone; an agent with its
     own randomness is re-seeded through its ``seed(int)`` method if it has one.
+    ``episodes=None`` plays every digit of ``split`` exactly once, in order (episode ``j``
+    shows digit ``j``; its position, background and every other draw still come from
+    ``seed``): the papers' way of scoring a test set.
     ``on_wave(n)`` is called after each wave with the number of episodes it finished
     (for a progress bar).
     """
+    full = episodes is None
+    if full:
+        episodes = split_size(split)
     if episodes < 1 or budget < 0 or batch_size < 1 or seed < 0:
         raise ValueError(f"need episodes >= 1, budget >= 0, batch_size >= 1 and seed >= 0, got episodes={episodes}, "
                          f"budget={budget}, batch_size={batch_size}, seed={seed}")
@@ -184,7 +197,8 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     seconds, done, wave = 0.0, 0, 0
     try:
         while done < episodes:
-            ep = run_episodes(venv, agent, seed=seed + wave * B)
+            options = ({"digit_index": np.minimum(np.arange(done, done + B), episodes - 1)} if full else None)
+            ep = run_episodes(venv, agent, seed=seed + wave * B, options=options)
             take = min(B, episodes - done)
             for k in parts:
                 parts[k].append(getattr(ep, k)[:take].cpu().numpy())
