@@ -36,6 +36,7 @@ DIGIT = 28  # MNIST digits are 28x28
 CACHE_ENV = "SACCADE_ENV_CACHE"
 PLACEMENTS = ("radial", "uniform", "center")
 INKS = ("lifted", "absolute")
+GREY = 0.5  # mid-grey: the background level of a noise display, and the value outside its mask
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,15 @@ class SceneConfig:
     @property
     def background(self) -> float:
         """Grey level of an empty display (and of everything outside it)."""
-        return 0.5 if self.noise > 0 else 0.0
+        return GREY if self.noise > 0 else 0.0
+
+    @property
+    def extent(self) -> float:
+        """Where digit centres lie, in scene coordinates: the radius of the disc of "radial"
+        placement (``ecc_max / (size / 2)``: 34/64 on SaccadeMNIST-v0), half the side of the
+        square of "uniform" placement, 0 for "center"."""
+        reach = {"radial": self.ecc_max, "uniform": self.max_offset, "center": 0.0}[self.placement]
+        return float(reach) / (self.size / 2)
 
 
 # ---------------------------------------------------------------------------------------
