@@ -15,4 +15,4 @@ register_all()
 __all__ = ["EnvConfig", "EnvState", "PRESETS", "Periphery", "PeripheryConfig", "SaccadeCore",
            "SaccadeMNISTEnv", "SaccadeMNISTVectorEnv", "SceneConfig", "check_device", "eye_window", "fovea",
            "glimpse", "make_config"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
