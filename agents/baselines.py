@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from saccade_env.scene import SceneConfig
+
 from .base import Seeded, make_action, must_answer
 from .checkpoint import load_checkpoint
 from .nets import FovealClassifier, SceneClassifier
@@ -68,12 +70,12 @@ class CenterAgent(_BestView):
 
 class RandomAgent(_BestView, Seeded):
     """Saccades to uniform random points of the disc of radius ``extent`` (scene
-    coordinates; default 34/64, where SaccadeMNIST-v0 puts its digits) until no saccade is
+    coordinates; default ``SceneConfig().extent``, 34/64, where SaccadeMNIST-v0 puts its digits) until no saccade is
     left, then answers from the most confident fovea seen."""
 
     name, sensors, privileged = "random", ("fovea",), False
 
-    def __init__(self, classifier: FovealClassifier, *, extent: float = 34 / 64, seed: int = 0) -> None:
+    def __init__(self, classifier: FovealClassifier, *, extent: float = SceneConfig().extent, seed: int = 0) -> None:
         super().__init__(classifier)
         self.extent = float(extent)
         self.seed(seed)

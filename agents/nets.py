@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from saccade_env.scene import GREY
+
 
 class FovealClassifier(nn.Module):
     """A LeNet-like classifier of the 28x28 fovea: the What pathway of Daucé et al. 2020,
@@ -26,7 +28,7 @@ class FovealClassifier(nn.Module):
     def forward(self, fovea: torch.Tensor) -> torch.Tensor:
         if fovea.dim() != 4 or tuple(fovea.shape[1:]) != (1, 28, 28):
             raise ValueError(f"FovealClassifier takes (B, 1, 28, 28) foveae, got {tuple(fovea.shape)}")
-        return self.head(self.features(fovea - 0.5))
+        return self.head(self.features(fovea - GREY))
 
 
 class SceneClassifier(nn.Module):
@@ -51,4 +53,4 @@ class SceneClassifier(nn.Module):
     def forward(self, scene: torch.Tensor) -> torch.Tensor:
         if scene.dim() != 3 or scene.shape[1] != scene.shape[2]:
             raise ValueError(f"SceneClassifier takes (B, S, S) scenes, got {tuple(scene.shape)}")
-        return self.net(scene[:, None] - 0.5)
+        return self.net(scene[:, None] - GREY)

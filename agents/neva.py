@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from saccade_env.retina import Periphery, PeripheryConfig
+from saccade_env.core import EnvConfig
+from saccade_env.scene import GREY, SceneConfig
 
 from .base import make_action, must_answer
 from .checkpoint import load_checkpoint
@@ -62,9 +64,9 @@ class NevaConfig:
         pool: the classifier reads the view average-pooled by this factor (CPU budget).
     """
 
-    scene_size: int = 128
-    fovea: int = 28
-    background: float = 0.5
+    scene_size: int = SceneConfig().size
+    fovea: int = EnvConfig.fovea_size
+    background: float = GREY
     sigma: float = 8.0
     amplitude: float = 2.0
     edge: float = 0.5
@@ -122,7 +124,7 @@ def memory(fixations: torch.Tensor, cfg: NevaConfig, forgetting: torch.Tensor | 
     return (w[..., None, None] * g).sum(1)
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float, *, background: float = 0.5) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, sigma: float, *, background: float = GREY) -> torch.Tensor:
     """(B, S, S) -> (B, S, S) Gaussian blur (std ``sigma`` px), by FFT of ``images - background``
     (so the edges wrap only where the display is background: SaccadeMNIST's disc mask)."""
     S = images.shape[-1]

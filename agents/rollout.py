@@ -22,9 +22,7 @@ import torch
 import saccade_env  # noqa: F401  (registers the ids)
 from saccade_env.data import parse_split
 
-from .base import check_agent
-
-SENSORS = ("fovea", "periphery", "glimpse")
+from .base import SENSORS, check_agent, env_kwargs_of, seed_agent
 
 
 @dataclass
@@ -61,10 +59,10 @@ def make_env(env_id: str, *, agent: Any, num_envs: int, device: str | torch.devi
              max_saccades: int | None = None, split: str = "test", **env_kwargs) -> gym.vector.VectorEnv:
     """The vector env an agent runs on: only its sensors computed, privileged if it needs it.
 
-    An agent may carry ``env_kwargs`` (e.g. RAM's ``glimpse_size``/``glimpse_scales``, the
-    sensor settings it was trained with); they apply unless ``env_kwargs`` here override them."""
+    An agent may carry ``env_kwargs`` (agents/base.py: e.g. RAM's ``glimpse_size``/``glimpse_scales``,
+    the sensor settings it was trained with); they apply unless ``env_kwargs`` here override them."""
     check_agent(agent)
-    kw = {**getattr(agent, "env_kwargs", {}), **env_kwargs}
+    kw = {**env_kwargs_of(agent), **env_kwargs}
     kw["sensors"] = tuple(s for s in SENSORS if s in agent.sensors)
     if max_saccades is not None:
         kw["max_saccades"] = int(max_saccades)
@@ -175,7 +173,7 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     """Evaluate ``agent`` on ``episodes`` episodes of ``env_id`` with ``max_saccades=budget``.
 
     The episodes (and so the table) are a function of ``seed`` alone; an agent with its
-    own randomness is re-seeded through its ``seed(int)`` method if it has one.
+    own randomness is re-seeded through its optional ``seed(int)`` (agents/base.py).
     ``episodes=None`` plays every digit of ``split`` exactly once, in order (episode ``j``
     shows digit ``j``; its position, background and every other draw still come from
     ``seed``): the papers' way of scoring a test set.
@@ -191,8 +189,7 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     B = min(int(batch_size), int(episodes))
     venv = make_env(env_id, agent=agent, num_envs=B, device=device, max_saccades=budget, split=split,
                     **env_kwargs)
-    if hasattr(agent, "seed"):
-        agent.seed(seed)
+    seed_agent(agent, seed)
     parts: dict[str, list[np.ndarray]] = {"correct": [], "n_saccades": [], "eccentricity": []}
     seconds, done, wave = 0.0, 0, 0
     try:

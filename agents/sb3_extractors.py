@@ -26,6 +26,8 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from saccade_env.core import SENSORS
+
 PERIPHERY_SCALE = 10.0  # periphery responses are ~0.1 on SaccadeMNIST-v0's scenes: bring them to ~1
 
 
@@ -67,7 +69,7 @@ class RetinaExtractor(BaseFeaturesExtractor):
                  shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         shapes = dict(shapes or {})
         shp = {k: tuple(shapes.get(k, s.shape)) for k, s in observation_space.spaces.items()}
-        for k in ("fovea", "periphery", "glimpse"):
+        for k in SENSORS:
             if k in shp and len(shp[k]) != 3:
                 raise ValueError(f"sensor {k!r} has shape {shp[k]}: pass its (C, H, W) shape in "
                                  f"shapes= (saccade_env.wrappers.sensor_shapes(env) gives them)")

@@ -37,7 +37,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .base import N_CLASSES, make_action, must_answer
+from saccade_env.scene import GREY
+
+from .base import N_CLASSES, SENSORS, make_action, must_answer
 from .checkpoint import CHECKPOINTS, ROOT, CheckpointError, load_checkpoint
 from .nets import FovealClassifier
 
@@ -72,7 +74,7 @@ class STNConfig:
 
     where_sensors: tuple[str, ...] = ("periphery", "fovea")
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = (("fovea", (1, 28, 28)), ("periphery", (12, 10, 24)))
-    background: float = 0.5
+    background: float = GREY
     hidden: int = 256
     max_step: float = 1.0
     periphery_energy: bool = False
@@ -94,7 +96,7 @@ class STNConfig:
     @property
     def sensors(self) -> tuple[str, ...]:
         """Every observation the agent reads (the env computes only these)."""
-        return tuple(s for s in ("fovea", "periphery", "glimpse") if s in {*self.where_sensors, "fovea"})
+        return tuple(s for s in SENSORS if s in {*self.where_sensors, "fovea"})
 
 
 class Localiser(nn.Module):

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saccade_env.retina import mirror_indices, mirror_responses
+from saccade_env.scene import DIGIT
 
 from .base import make_action, must_answer
 from .checkpoint import load_checkpoint
@@ -44,7 +45,6 @@ from .checkpoint import load_checkpoint
 NAME = "what_where"
 SCRIPT = "train/what_where.py"
 GLIMPSE_SCRIPT = "train/what_where.py --arch glimpse --out checkpoints/what_where_glimpse.pt"
-DIGIT = 28
 
 
 # ---------------------------------------------------------------------------------------
