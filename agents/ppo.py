@@ -123,13 +123,23 @@ def load_agent(path: str | os.PathLike | None = None, *, device: str | torch.dev
     ckpt = load_checkpoint(path, agent=NAME, script=SCRIPT, map_location=device)
     cfg = ckpt["config"]
     try:
+        mapping = ActionMapping(env_config(cfg["env"], cfg["env_kwargs"]), form=cfg["form"], grid=cfg["grid"],
+                                grid_size=cfg["grid_size"])
         cls = policy_class(cfg["recurrent"])
-        policy = cls(cfg["observation_space"], cfg["action_space"], lambda _: 0.0,
+        policy = cls(observation_space(cfg["env"], cfg["env_kwargs"]), mapping.space(), lambda _: 0.0,
                      features_extractor_class=RetinaExtractor, **cfg["policy_kwargs"])
         policy.load_state_dict(ckpt["weights"]["policy"])
-    except (KeyError, RuntimeError) as err:
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"the ppo checkpoint {path or 'checkpoints/ppo.pt'} does not match this code "
                               f"({type(err).__name__}: {err}): retrain it with `python {SCRIPT}`") from None
-    mapping = ActionMapping(env_config(cfg["env"], cfg["env_kwargs"]), form=cfg["form"], grid=cfg["grid"],
-                            grid_size=cfg["grid_size"])
     return SB3Agent(policy=policy.to(device), mapping=mapping)
+
+
+def observation_space(env_id: str, env_kwargs: dict) -> gym.spaces.Dict:
+    """The observation space of ``gym.make(env_id, **env_kwargs)`` (what the policy was built on)."""
+    kw = {k: v for k, v in env_kwargs.items() if k not in ENV_ONLY}
+    env = gym.make(env_id, **kw)
+    try:
+        return env.observation_space
+    finally:
+        env.close()

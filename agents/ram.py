@@ -23,7 +23,7 @@ REINFORCE does, through ``log N(l_t; mu_t, std)``.  ``squash`` keeps the mean in
 scene: ``location="tanh"`` (the paper) or ``location="clamp"``, a clamp to [-1, 1] whose
 gradient is the identity (straight-through), so that a mean at the scene's edge keeps its
 gradient where tanh's vanishes.  Measured, the clamp did not stop the policy's drift toward
-the edge (docs/notes/ram.md): it looks like Adam's random walk on a noisy policy gradient,
+the edge (docs/agents/ram.md): it looks like Adam's random walk on a noisy policy gradient,
 which train/ram.py slows with a smaller learning rate for the location network.
 By default the location network also
 reads ``h_t.detach()`` (``policy_into_core=False``), so the policy gradient trains the
@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from .base import Seeded, make_action, must_answer
-from .checkpoint import CHECKPOINTS, CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, safe_load
 from .rollout import BudgetResult, make_env, run_episodes, split_size
 
 PRESET_TAGS = {"SaccadeMNIST-v0": "v0", "SaccadeMNIST-Centered28-v0": "centered28",
@@ -277,7 +277,7 @@ def load_agent(path: str | Path | None = None, *, device: str | torch.device = "
         if ckpt["config"]["env_id"] != preset:
             raise CheckpointError(f"{path} is a RAM trained on {ckpt['config']['env_id']}, not {preset}: pass "
                                   f"preset={ckpt['config']['env_id']!r} or the checkpoint of {preset} "
-                                  f"(`python {script}` writes {CHECKPOINTS / (key + '.pt')})")
+                                  f"(`python {script} --promote` writes {checkpoint_dir() / (key + '.pt')})")
     agent = build_agent(RAMConfig(**ckpt["config"]["net"]), device=device, deterministic=deterministic,
                         env_id=ckpt["config"]["env_id"])
     agent.net.load_state_dict(ckpt["weights"]["net"])
@@ -288,8 +288,8 @@ def load_agent(path: str | Path | None = None, *, device: str | torch.device = "
 def _agent_key(path: str | Path) -> str:
     """The agent key stored in a checkpoint file (so any ram-* file can be opened by path)."""
     try:
-        key = torch.load(path, map_location="cpu", weights_only=False).get("agent", "")
-    except Exception:
+        key = safe_load(path, what="RAM checkpoint", fix="").get("agent", "")
+    except (CheckpointError, AttributeError):
         key = ""
     return key if str(key).startswith("ram-") else "ram-v0"  # load_checkpoint then gives the clear error
 

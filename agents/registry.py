@@ -48,7 +48,7 @@ AGENTS: dict[str, Entry] = {
                                options={"mirror_views": True}),
     # Where reading the env's multi-scale glimpse instead of the periphery (not the paper's sensor)
     "what_where-glimpse": Entry("agents.what_where:load_agent", ("what_where_glimpse", "foveal"),
-                                "train/what_where.py --arch glimpse --out checkpoints/what_where_glimpse.pt",
+                                "train/what_where.py --arch glimpse",
                                 options={"checkpoint": "what_where_glimpse"}),
     "ram": Entry("agents.ram:load_agent", ("ram-v0",), "train/ram.py", options={"preset": "SaccadeMNIST-v0"}),
     "stn": Entry("agents.stn:load_agent", ("stn-v0",), "train/stn.py"),
@@ -98,6 +98,6 @@ def load(name: str, *, device: str | torch.device = "cpu"):
     missing = [c for c in entry.checkpoints if not default_path(c).is_file()]
     if missing:
         raise CheckpointError(f"agent {name!r} needs {', '.join(str(default_path(c)) for c in missing)}: "
-                              f"train it with `python {entry.script}`")
+                              f"train it with `python {entry.script} --promote`")
     module, func = entry.loader.split(":")
     return getattr(importlib.import_module(module), func)(*entry.args, device=device, **entry.options)

@@ -15,7 +15,7 @@ What the localiser reads (``where_sensors``):
   (12, 10, 24) and the fovea (1, 28, 28), the two sensors of the preset; the shipped
   checkpoints/stn-v0.pt reads a 16x16 four-scale glimpse (the whole scene at 8 px/sample
   down to full resolution) and the fovea instead, which localised far better in a short
-  CPU budget (docs/notes/stn.md); the agent's ``env_kwargs`` carry the glimpse settings;
+  CPU budget (docs/agents/stn.md); the agent's ``env_kwargs`` carry the glimpse settings;
 - the RAM/STN presets (60x60 translated/cluttered): the preset's multi-scale glimpse
   (3, 12, 12; from the centre it covers 48x48 px, every digit centre is inside it)
   and the fovea.  The periphery works there too (``--where-sensors periphery fovea``)
@@ -40,7 +40,7 @@ import torch.nn as nn
 from saccade_env.scene import GREY
 
 from .base import N_CLASSES, SENSORS, make_action, must_answer
-from .checkpoint import CHECKPOINTS, ROOT, CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint
 from .nets import FovealClassifier
 
 SCRIPT = "train/stn.py"
@@ -154,7 +154,7 @@ class VGGClassifier(nn.Module):
     batch-normed hidden layer with dropout: (B, 1, 28, 28) fovea -> (B, 10) logits.
 
     Wider and better conditioned than :class:`Classifier`; it reads a cluttered fovea better
-    (docs/notes/stn.md) at ~4x the compute.  Batch norm: put the agent in ``eval()`` to act.
+    (docs/agents/stn.md) at ~4x the compute.  Batch norm: put the agent in ``eval()`` to act.
     """
 
     def __init__(self, cfg: STNConfig, dropout: float = 0.3) -> None:
@@ -266,18 +266,23 @@ def config_from_checkpoint(c: dict) -> STNConfig:
 
 def load_agent(path: str | Path | None = None, *, device: str | torch.device = "cpu",
                env: str = "SaccadeMNIST-v0", **options) -> STNAgent:
-    """The trained STN agent.  ``path`` None reads the shipped checkpoint of ``env``:
-    checkpoints/stn-v0.pt for SaccadeMNIST-v0, checkpoints/stn-cluttered60.pt for
-    SaccadeMNIST-Cluttered60-v0.  ``options``: constructor options (``max_looks``)."""
+    """The trained STN agent.  ``path`` None reads the shipped checkpoint of ``env`` (in
+    ``checkpoints/`` or ``$SACCADE_ENV_CHECKPOINTS``): stn-v0.pt for SaccadeMNIST-v0,
+    stn-cluttered60.pt for SaccadeMNIST-Cluttered60-v0.  ``options``: constructor options (``max_looks``)."""
+    shipped = path is None
     if path is None:
         if env not in DEFAULT_CHECKPOINTS:
             raise CheckpointError(f"no shipped STN checkpoint for {env!r} (there are: {sorted(DEFAULT_CHECKPOINTS)}); "
                                   f"train one with `python {SCRIPT} --env {env}` and pass its path")
-        path = CHECKPOINTS / DEFAULT_CHECKPOINTS[env]
+        path = checkpoint_dir() / DEFAULT_CHECKPOINTS[env]
         if not path.is_file():
-            raise CheckpointError(f"no STN checkpoint at {path}: train one with `python {SCRIPT} --env {env}` "
-                                  f"(it writes {path.relative_to(ROOT)})")
+            raise CheckpointError(f"no STN checkpoint at {path}: train one with `python {SCRIPT} --env {env} "
+                                  f"--promote` (it writes {path.name} there)")
     ckpt = load_checkpoint(path, agent="stn", script=SCRIPT, map_location=device)
+    if shipped and ckpt["config"].get("env", env) != env:
+        raise CheckpointError(f"{path} holds an STN trained on {ckpt['config']['env']}, not {env}: restore the "
+                              f"shipped file (git checkout -- checkpoints/{path.name}) or train one with "
+                              f"`python {SCRIPT} --env {env} --promote`")
     options.setdefault("env_kwargs", ckpt["config"].get("env_kwargs", {}))
     agent = STNAgent(config=config_from_checkpoint(ckpt["config"]), **options)
     agent.load_state_dict(ckpt["weights"]["agent"])

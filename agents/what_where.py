@@ -40,11 +40,11 @@ from saccade_env.retina import mirror_indices, mirror_responses
 from saccade_env.scene import DIGIT
 
 from .base import make_action, must_answer
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 
 NAME = "what_where"
 SCRIPT = "train/what_where.py"
-GLIMPSE_SCRIPT = "train/what_where.py --arch glimpse --out checkpoints/what_where_glimpse.pt"
+GLIMPSE_SCRIPT = "train/what_where.py --arch glimpse"
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,6 +375,10 @@ def build_where(cfg: WhereConfig, *, periphery, scene_size: int) -> WhereNet:
                     mirror=mirror_indices(periphery.cfg) if cfg.sensor == "periphery" else None)
 
 
+# the sensor the Where of each shipped checkpoint reads (a file put in another's place is refused)
+SENSORS = {NAME: "periphery", "what_where_glimpse": "glimpse"}
+
+
 def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=None, checkpoint: str = NAME,
                **options) -> WhatWhereAgent:
     """The shipped agent: Where from ``checkpoints/<checkpoint>.pt`` (default
@@ -386,13 +390,20 @@ def load_agent(path=None, *, device: str | torch.device = "cpu", foveal_path=Non
     from .baselines import load_foveal
     from .checkpoint import default_path
 
-    script = {NAME: SCRIPT, "what_where_glimpse": GLIMPSE_SCRIPT}.get(
-        checkpoint, f"{SCRIPT} --out checkpoints/{checkpoint}.pt")
+    script = {NAME: SCRIPT, "what_where_glimpse": GLIMPSE_SCRIPT}.get(checkpoint, SCRIPT)
     ckpt = load_checkpoint(path if path is not None else default_path(checkpoint), agent=NAME, script=script,
                            map_location=device)
     conf = ckpt["config"]
+    where_cfg = WhereConfig(**conf["where"])
+    expected = SENSORS.get(checkpoint)
+    if path is None and expected is not None and where_cfg.sensor != expected:
+        other = next(k for k, v in SENSORS.items() if v == where_cfg.sensor)
+        raise CheckpointError(f"{default_path(checkpoint)} holds a Where that reads the {where_cfg.sensor} "
+                              f"(arch {where_cfg.arch!r}), the file of {other}.pt, not a {checkpoint} Where (it reads "
+                              f"the {expected}): restore the shipped file (git checkout -- checkpoints/{checkpoint}.pt) "
+                              f"or train one with `python {script} --promote`")
     periphery = Periphery(PeripheryConfig(**conf["periphery"]), conf["scene_size"])
-    where = build_where(WhereConfig(**conf["where"]), periphery=periphery, scene_size=conf["scene_size"])
+    where = build_where(where_cfg, periphery=periphery, scene_size=conf["scene_size"])
     where.load_state_dict(ckpt["weights"]["where"])
     what = load_foveal(foveal_path, device=device)
     return WhatWhereAgent(what=what, where=where.to(device), **options)

@@ -1,8 +1,8 @@
 """RAM training curves: test-split monitor accuracy vs iterations for each preset trained,
 read from the TensorBoard logs of train/ram.py (runs/ram-<tag>/).
 
-    python eval/ram_curves.py                       # -> docs/notes/ram_curves.png + a Markdown table
-    python eval/ram_curves.py --runs runs --out docs/notes/ram_curves.png
+    python eval/ram_curves.py                       # -> docs/ram_curves.png + a Markdown table
+    python eval/ram_curves.py --runs runs --out docs/ram_curves.png
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--ckpts", default="checkpoints")
-    ap.add_argument("--out", default="docs/notes/ram_curves.png")
+    ap.add_argument("--out", default="docs/ram_curves.png")
     args = ap.parse_args()
     import matplotlib
     matplotlib.use("Agg")

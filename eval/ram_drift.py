@@ -6,7 +6,7 @@ with the mean locations (deterministic, as agents.rollout.evaluate plays them).
     python eval/ram_drift.py --preset SaccadeMNIST-Translated60-v0 --ckpt runs/x.pt --episodes 1000
 
 A policy whose distances grow glimpse after glimpse and whose fixations sit at the edge
-has drifted away from the digit (docs/notes/ram.md); one that learned to look stays near it.
+has drifted away from the digit (docs/agents/ram.md); one that learned to look stays near it.
 *moved* near 0 after a glimpse means the policy stays put and re-reads the same patch.
 """
 from __future__ import annotations

@@ -28,6 +28,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -130,6 +131,32 @@ class SB3VecEnv(VecEnv):
         if self.render_mode != "rgb_array":
             raise RuntimeError("get_images()/render() need the vector env made with render_mode='rgb_array'")
         return list(self.venv.render())
+
+    def get_state(self) -> dict[str, Any]:
+        """The environments' episodes as tensors (their scenes, fixations, random streams, ...) and
+        the pending observation: with :meth:`set_state`, a training run stopped between two
+        steps goes on exactly where it was."""
+        v = self.venv
+        if v.state is None:
+            raise RuntimeError("call reset() before get_state()")
+        return {"state": {f.name: getattr(v.state, f.name) for f in dataclasses.fields(v.state)},
+                "return": v._return, "length": v._length, "last_obs": dict(v._last_obs), "obs": dict(self._obs)}
+
+    def set_state(self, saved: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned (on the same configuration and number of envs)."""
+        v = self.venv
+        if v.state is None:
+            v.reset()
+        fields = {f.name for f in dataclasses.fields(v.state)}
+        if set(saved["state"]) != fields or saved["return"].shape != v._return.shape:
+            raise ValueError(f"set_state(): the saved state is of another environment (fields "
+                             f"{sorted(saved['state'])}, {tuple(saved['return'].shape)[0]} envs), this one has "
+                             f"{sorted(fields)} and {self.num_envs} envs")
+        to = lambda t: t.to(self.device) if torch.is_tensor(t) else t  # noqa: E731
+        v.state = dataclasses.replace(v.state, **{k: to(t) for k, t in saved["state"].items()})
+        v._return, v._length = to(saved["return"]), to(saved["length"])
+        v._last_obs = {k: to(t) for k, t in saved["last_obs"].items()}
+        self._obs = {k: to(t) for k, t in saved["obs"].items()}
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import numbers
 
 import gymnasium as gym
 import numpy as np
@@ -83,8 +84,10 @@ class ActionMapping:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
         if grid not in GRIDS:
             raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
-        if not (isinstance(grid_size, int) and grid_size >= 1):
+        if not (isinstance(grid_size, numbers.Integral) and not isinstance(grid_size, (bool, np.bool_))
+                and grid_size >= 1):
             raise ValueError(f"grid_size must be a positive int, got {grid_size!r}")
+        grid_size = int(grid_size)
         self.form, self.grid, self.grid_size = form, grid, grid_size
         self.targets = uniform_grid(grid_size) if grid == "uniform" else logpolar_grid(cfg)  # (T, 2)
         self.relative = grid == "logpolar"
@@ -110,9 +113,18 @@ class ActionMapping:
             saccade (B, 2) float32 in [-1, 1], answer (B,) int64 in 0..10.
         """
         action = torch.as_tensor(action, device=fixation.device)
+        if action.is_floating_point() and not bool(torch.isfinite(action).all()):
+            bad = (~torch.isfinite(action)).nonzero()[:4].tolist()
+            raise ValueError(f"{self.form} action has non-finite values (NaN or infinity) at [row, column] "
+                             f"{bad}: every saccade coordinate and answer score must be a finite number")
         if self.form == "continuous":
+            if action.ndim != 2 or action.shape[1] != 2 + N_ANSWERS:
+                raise ValueError(f"a batch of continuous actions has shape (B, {2 + N_ANSWERS}), got "
+                                 f"{tuple(action.shape)}")
             action = action.to(torch.float32)
             return action[:, :2].clamp(-1.0, 1.0), action[:, 2:].argmax(1)
+        if action.ndim != 2 or action.shape[1] != 2:
+            raise ValueError(f"a batch of discrete actions has shape (B, 2) (target, answer), got {tuple(action.shape)}")
         if action.is_floating_point():
             action = action.round()
         action = action.long()

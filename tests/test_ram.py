@@ -241,30 +241,30 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     assert agent.deterministic  # evaluate_mc restores the evaluation mode
     # --resume continues from the resume file and trains the remaining iterations
     try:
-        tr.main(tr.Config(**{**cfg.__dict__, "steps": 70, "resume": True, "final_episodes": 50}))
+        tr.main(tr.Config(**{**cfg.__dict__, "steps": 70, "resume": "yes", "final_episodes": 50}))
     finally:
         torch.set_num_threads(threads)
-    assert torch.load(out, weights_only=False)["meta"]["iterations"] == 70
+    assert torch.load(out, weights_only=True)["meta"]["iterations"] == 70
     # --init starts a new run from those weights (and their pixel normalisation): with a
     # vanishing lr the new checkpoint holds the same network
-    src = torch.load(out, weights_only=False)
+    src = torch.load(out, weights_only=True)
     out2 = tmp_path / "ram-centered28-ft.pt"
-    ft = {**cfg.__dict__, "steps": 1, "lr": 1e-12, "final_episodes": 20, "run_name": "ft", "out": str(out2),
+    ft = {**cfg.__dict__, "steps": 1, "lr": 1e-12, "final_episodes": 20, "name": "ft", "out": str(out2),
           "init": str(out), "hidden": 128}
     try:
         tr.main(tr.Config(**ft))
     finally:
         torch.set_num_threads(threads)
-    new = torch.load(out2, weights_only=False)
+    new = torch.load(out2, weights_only=True)
     assert new["config"]["net"]["obs_mean"] == src["config"]["net"]["obs_mean"]
     for name, w in src["weights"]["net"].items():
         torch.testing.assert_close(new["weights"]["net"][name], w, atol=1e-8, rtol=0)
     with pytest.raises(SystemExit, match="--hidden 128"):  # a narrower one: refused, with the flag to pass
-        tr.main(tr.Config(**{**ft, "hidden": 64}))
+        tr.main(tr.Config(**{**ft, "hidden": 64, "overwrite": True}))
     # wider ones grow the checkpoint's network without changing what it computes
     out3 = tmp_path / "ram-centered28-wide.pt"
     try:
-        tr.main(tr.Config(**{**ft, "hidden": 160, "what_hidden": 192, "what_conv": 4, "run_name": "wide",
+        tr.main(tr.Config(**{**ft, "hidden": 160, "what_hidden": 192, "what_conv": 4, "name": "wide",
                              "out": str(out3)}))
     finally:
         torch.set_num_threads(threads)
@@ -277,7 +277,7 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     out4 = tmp_path / "ram-centered28-deep.pt"  # a second convolutional layer added to that branch
     try:
         tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 4,
-                             "what_conv2": 3, "run_name": "deep", "out": str(out4)}))
+                             "what_conv2": 3, "name": "deep", "out": str(out4)}))
     finally:
         torch.set_num_threads(threads)
     deep = load_agent(out4, preset="SaccadeMNIST-Centered28-v0")
@@ -286,9 +286,11 @@ def test_short_cpu_training_beats_chance(tmp_path, monkeypatch):
     b = evaluate(deep, env_id="SaccadeMNIST-Centered28-v0", budget=5, episodes=200, seed=5)
     assert np.array_equal(a.correct, b.correct)
     with pytest.raises(SystemExit, match="--what-conv 4"):  # a branch is added, never resized
-        tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 8}))
+        tr.main(tr.Config(**{**ft, "init": str(out3), "hidden": 160, "what_hidden": 192, "what_conv": 8,
+                              "overwrite": True}))
     with pytest.raises(SystemExit, match="ram-centered28"):  # another preset's checkpoint
-        tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt")}))
+        tr.main(tr.Config(**{**ft, "env": "SaccadeMNIST-Translated60-v0", "out": str(tmp_path / "x.pt"),
+                              "overwrite": True}))
 
 
 def test_dropout_acts_in_training_only_and_is_validated():
@@ -378,7 +380,7 @@ def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, mo
     finally:
         torch.set_num_threads(threads)
     assert splits == ["train[:58000]"] and [s for s, _ in seen] == ["train[58000:]"] * 4
-    ck = torch.load(out, weights_only=False)
+    ck = torch.load(out, weights_only=True)
     assert ck["meta"]["selected_iteration"] == 8 and ck["meta"]["valid_accuracy"] == 0.9
     for name, w in seen[1][1].items():  # iteration 8's weights, not the last ones
         torch.testing.assert_close(ck["weights"]["net"][name], w, atol=0, rtol=0)
@@ -388,12 +390,12 @@ def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, mo
     monkeypatch.setattr(tr, "evaluate", real_evaluate)
     out2 = tmp_path / "wd.pt"
     wd = {**cfg.__dict__, "valid": 0, "steps": 1, "lr": 1e-12, "weight_decay": 1e10, "init": str(out),
-          "out": str(out2), "run_name": "wd"}
+          "out": str(out2), "name": "wd"}
     try:
         tr.main(tr.Config(**wd))
     finally:
         torch.set_num_threads(threads)
-    after = torch.load(out2, weights_only=False)["weights"]["net"]
+    after = torch.load(out2, weights_only=True)["weights"]["net"]
     for name, w in ck["weights"]["net"].items():
         want = w if name.startswith("locator.") else 0.99 * w
         torch.testing.assert_close(after[name], want, atol=1e-6, rtol=1e-5)

@@ -200,7 +200,7 @@ def test_ppo_learns_an_easy_configuration(tmp_path):
     chance (10%) by far; then the shipped-checkpoint path (save -> load_agent) gives the same agent."""
     mod = _train_module()
     cfg = mod.Config(sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center",
-                     num_envs=128, n_steps=4, batch_size=128, n_epochs=4, learning_rate=2e-3, ent_coef=0.0, total_timesteps=8192,
+                     num_envs=128, n_steps=4, batch_size=128, n_epochs=4, lr=2e-3, ent_coef=0.0, total_timesteps=8192,
                      width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300, progress_bar=False,
                      threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
     result = mod.train(cfg)
@@ -222,7 +222,7 @@ def test_recurrent_ppo_learns_an_easy_configuration(tmp_path):
     pytest.importorskip("sb3_contrib", reason="the test extra installs sb3-contrib")
     mod = _train_module()
     cfg = mod.Config(recurrent=True, sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center",
-                     num_envs=128, n_steps=4, batch_size=128, n_epochs=4, learning_rate=2e-3, ent_coef=0.0,
+                     num_envs=128, n_steps=4, batch_size=128, n_epochs=4, lr=2e-3, ent_coef=0.0,
                      total_timesteps=8192, width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300,
                      progress_bar=True, threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
     result = mod.train(cfg)

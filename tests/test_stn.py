@@ -95,7 +95,7 @@ def test_short_cpu_run_beats_chance_and_moves_the_eye(tmp_path):
                       "--lr", "3e-3", "--loc-lr", "2e-3", "--aux-weight", "1",
                       "--hidden", "64", "--channels", "8", "16", "--fc", "64",
                       "--eval-every", "0", "--final-episodes", "500", "--final-budgets", "0", "1",
-                      "--runs-dir", str(tmp_path), "--checkpoint", str(ckpt), "--device", "cpu", "--threads", "1"])
+                      "--runs-dir", str(tmp_path), "--out", str(ckpt), "--device", "cpu", "--threads", "1"])
     acc1 = res["scores"]["k1"]["accuracy"]
     print(res["scores"])
     assert acc1 > 0.4, res["scores"]  # chance is 0.1
@@ -124,15 +124,15 @@ def test_resume_goes_on_from_the_step_it_stopped_at_with_the_rates_asked_for(tmp
     train = _train_module()
     common = ["--env", "SaccadeMNIST-Translated60-v0", "--batch-size", "8", "--hidden", "16", "--channels", "4", "8",
               "--fc", "16", "--eval-every", "0", "--final-episodes", "20", "--final-budgets", "1", "--save-every", "5",
-              "--runs-dir", str(tmp_path), "--checkpoint", str(tmp_path / "stn.pt"), "--device", "cpu",
+              "--runs-dir", str(tmp_path), "--out", str(tmp_path / "stn.pt"), "--device", "cpu",
               "--threads", "1"]
     first = train.main([*common, "--steps", "6"])
     assert first["steps"] == 6
     second = train.main([*common, "--steps", "9", "--resume", "--lr", "1e-5", "--loc-lr", "2e-6"])
     assert second["steps"] == 9
-    saved = torch.load(tmp_path / "stn-SaccadeMNIST-Translated60-v0" / "resume.pt", weights_only=False)
+    saved = torch.load(tmp_path / "stn-SaccadeMNIST-Translated60-v0" / "resume.pt", weights_only=True)
     assert saved["step"] == 9
-    assert [g["lr"] for g in saved["opt"]["param_groups"]] == [1e-5, 2e-6]
+    assert [g["lr"] for g in saved["state"]["opt"]["param_groups"]] == [1e-5, 2e-6]
     # and --decay cosine anneals the rates given to zero by the end of this invocation's budget
     lrs = []
     opt_step = torch.optim.Adam.step
@@ -157,10 +157,10 @@ def test_a_new_vgg_classifier_behind_a_frozen_localiser(tmp_path, capsys):
     common = ["--env", "SaccadeMNIST-Translated60-v0", "--batch-size", "8", "--hidden", "16", "--fc", "16",
               "--eval-every", "0", "--final-episodes", "20", "--final-budgets", "1", "--runs-dir", str(tmp_path),
               "--device", "cpu", "--threads", "1"]
-    first = train.main([*common, "--channels", "4", "8", "--steps", "4", "--checkpoint", str(tmp_path / "a.pt")])
+    first = train.main([*common, "--channels", "4", "8", "--steps", "4", "--out", str(tmp_path / "a.pt")])
     second = train.main([*common, "--classifier", "vgg", "--channels", "4", "8", "--steps", "4", "--run-name", "b",
                          "--init-localiser", str(tmp_path / "a.pt"), "--freeze-localiser",
-                         "--checkpoint", str(tmp_path / "b.pt")])
+                         "--out", str(tmp_path / "b.pt")])
     for (k, v), (k2, v2) in zip(first["agent"].localiser.state_dict().items(),
                                 second["agent"].localiser.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
@@ -171,7 +171,7 @@ def test_a_new_vgg_classifier_behind_a_frozen_localiser(tmp_path, capsys):
     # a localiser of another shape is refused with the fix, a frozen one needs a source
     with pytest.raises(ValueError, match="hidden=16.*same --env"):
         train.main([*common, "--hidden", "32", "--steps", "1", "--run-name", "c",
-                    "--init-localiser", str(tmp_path / "a.pt"), "--checkpoint", str(tmp_path / "c.pt")])
+                    "--init-localiser", str(tmp_path / "a.pt"), "--out", str(tmp_path / "c.pt")])
     for bad, fix in ((["--freeze-localiser"], "give it one with --init-localiser"),
                      (["--classifier", "resnet"], "--classifier must be 'lenet' or 'vgg'")):
         with pytest.raises(SystemExit):

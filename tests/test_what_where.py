@@ -237,7 +237,7 @@ def _train_module():
 @pytest.mark.parametrize("arch", ["conv", "glimpse"])
 def test_short_training_beats_chance(periphery, arch):
     """A few seconds of training on a known accuracy map, on clean scenes (no noise: the
-    noisy preset needs minutes, see docs/notes/what_where.md): on held-out test digits the
+    noisy preset needs minutes, see docs/agents/what-where.md): on held-out test digits the
     cell Where picks beats a random cell (chance) and the best fixed cell (the prior of a
     Where blind to its input) by wide margins."""
     tr = _train_module()
@@ -264,14 +264,14 @@ def test_short_training_beats_chance(periphery, arch):
 
 
 def test_wall_clock_budget_stops_and_resumes(tmp_path):
-    """``--max-minutes`` ends training early with a checkpoint and a resume file at the step
+    """``--minutes`` ends training early with a checkpoint and a resume file at the step
     reached; ``--resume`` without the budget then trains the remaining steps."""
     tr = _train_module()
     small = dict(scenes=64, val_scenes=32, map_radius=4, map_spacing=4, map_scenes=4, channels=4, layers=2,
                  batch_size=8, steps=5, eval_episodes=0, noise=0.0, runs=str(tmp_path), name="ww",
                  out=str(tmp_path / "ww.pt"), foveal=str(ROOT / "checkpoints" / "foveal.pt"), device="cpu")
-    tr.main(tr.Config(**small, max_minutes=1e-9))  # spent before the first step
-    assert torch.load(tmp_path / "ww" / "resume.pt", weights_only=False)["step"] == 0
+    tr.main(tr.Config(**small, minutes=1e-9))  # spent before the first step
+    assert torch.load(tmp_path / "ww" / "resume.pt", weights_only=True)["step"] == 0
     assert (tmp_path / "ww.pt").is_file()
-    tr.main(tr.Config(**small, resume=True))
-    assert torch.load(tmp_path / "ww" / "resume.pt", weights_only=False)["step"] == 5
+    tr.main(tr.Config(**small, resume="yes"))
+    assert torch.load(tmp_path / "ww" / "resume.pt", weights_only=True)["step"] == 5

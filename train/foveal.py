@@ -5,14 +5,18 @@ fixation is shifted from the digit's centre, with a shift spread that grows duri
 training, at several digit contrasts; a fraction of foveae land anywhere in the scene
 (mostly noise), so the classifier learns to be unsure where there is no digit.
 
-    python train/foveal.py                       # writes checkpoints/foveal.pt
+    python train/foveal.py                       # writes runs/foveal/foveal.pt
+    python train/foveal.py --promote             # ... and copies it over the shipped checkpoints/foveal.pt
     python train/foveal.py --steps 200 --out /tmp/foveal.pt
     python train/foveal.py --resume              # continues runs/foveal/resume.pt
     python train/foveal.py --init checkpoints/foveal.pt --steps 16000 --lr 5e-4 --shift-start 6 \
         --name foveal_ft                         # fine-tunes the shipped one (new schedule)
 
-At the end it reports the accuracy on test scenes (contrast 0.7) with the fovea on the digit's
-centre and at ``--eval-shifts`` px from it (random direction): its robustness to shifts.
+It fits on ``--split`` (default the first 55,000 training digits) and at the end reports the
+accuracy on held-out training digits (``--val-split``, default the last 5,000; contrast 0.7)
+with the fovea on the digit's centre and at ``--eval-shifts`` px from it (random direction):
+its robustness to shifts. The test split is never read here: it is scored once per shipped
+checkpoint by the evaluation scripts.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from tqdm import tqdm
 
 from agents.baselines import load_foveal
 from agents.checkpoint import save_checkpoint
-from agents.cli import check_ranges, cosine, load_resume, parse_config, resolve_device, run_dir, run_meta, save_resume, writer
+from agents.cli import (GracefulExit, RunOptions, check_ranges, cosine, finish_run, load_resume, parse_config,
+                        prepare_run, resolve_device, run_meta, save_resume, writer)
 from agents.nets import FovealClassifier
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.retina import fovea
@@ -35,7 +40,7 @@ from saccade_env.scene import SceneSampler, offsets_to_xy
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train the foveal classifier (What pathway) on shifted digits in SaccadeMNIST scenes."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
@@ -52,12 +57,11 @@ class Config:
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=1, metadata={"min": 1, "help": "CPU threads for torch"})
-    eval_scenes: int = field(default=4000, metadata={"min": 1, "help": "test scenes for the final report"})
-    checkpoint_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files"})
-    runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
-    name: str = field(default="foveal", metadata={"help": "run name (runs/<name>)"})
-    out: str = field(default="checkpoints/foveal.pt", metadata={"help": "the shipped checkpoint"})
-    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+    split: str = field(default="train[:55000]", metadata={"help": "digits fitted (MNIST split or slice)"})
+    val_split: str = field(default="train[55000:]", metadata={"help": "held-out digits of the final report"})
+    eval_scenes: int = field(default=4000, metadata={"min": 1, "help": "held-out scenes for the final report"})
+    save_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files",
+                                                   "aliases": ("--checkpoint-every",)})
     init: str = field(default="", metadata={"help": "start from the weights of this foveal checkpoint (fine-tune "
                                                      "with a new schedule; its width must equal --width)"})
     eval_shifts: tuple[float, ...] = field(default=(5.0, 10.0, 15.0), metadata={
@@ -114,21 +118,22 @@ def shift_accuracy(net: FovealClassifier, sampler: SceneSampler, n: int, gen: to
     return correct / n
 
 
-def test_scores(net: FovealClassifier, cfg: Config, device: torch.device) -> dict[str, float]:
-    """Test accuracy at contrast 0.7, on the digit's centre and at ``cfg.eval_shifts`` px from it."""
-    test = make_samplers(dataclasses.replace(cfg, contrasts=(0.7,)), "test", device)[0]
+def val_scores(net: FovealClassifier, cfg: Config, device: torch.device) -> dict[str, float]:
+    """Held-out accuracy at contrast 0.7, on the digit's centre and at ``cfg.eval_shifts`` px from it."""
+    test = make_samplers(dataclasses.replace(cfg, contrasts=(0.7,)), cfg.val_split, device)[0]
     scores = {}
     for px in (0.0, *cfg.eval_shifts):
-        key = "test_centre_accuracy_contrast_0.7" if px == 0 else f"test_accuracy_shift{px:g}px_contrast_0.7"
+        key = "val_centre_accuracy_contrast_0.7" if px == 0 else f"val_accuracy_shift{px:g}px_contrast_0.7"
         scores[key] = shift_accuracy(net, test, cfg.eval_scenes, torch.Generator(device=device).manual_seed(12345), px)
     return scores
 
 
 def main(cfg: Config) -> None:
+    files = prepare_run(cfg, default_name="foveal", checkpoint="foveal.pt")
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    samplers = make_samplers(cfg, "train", device)
+    samplers = make_samplers(cfg, cfg.split, device)
     net = FovealClassifier(width=cfg.width).to(device)
     if cfg.init:
         init = load_foveal(cfg.init, device=device)
@@ -138,37 +143,45 @@ def main(cfg: Config) -> None:
         net.load_state_dict(init.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = cosine(opt, cfg.steps)
-    rdir = run_dir(cfg.runs, cfg.name)
     start, elapsed = 0, 0.0
-    if cfg.resume:
-        start, elapsed = load_resume(rdir / "resume.pt", device=device, net=net, opt=opt, sched=sched, gen=gen)
-    tb = writer(rdir)
+    if files.continuing:
+        start, elapsed = load_resume(files.resume, device=device, config=cfg, net=net, opt=opt, sched=sched, gen=gen)
+    tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="foveal"):
-        frac = min(1.0, step / (0.6 * cfg.steps))
-        shift = cfg.shift_start + frac * (cfg.shift_end - cfg.shift_start)
-        views, labels = foveal_batch(samplers, cfg.batch_size, shift, cfg.anywhere, gen)
-        loss = F.cross_entropy(net(views), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            tb.add_scalar("train/loss", loss.item(), step)
-            tb.add_scalar("train/shift_px", shift, step)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
-                        net=net, opt=opt, sched=sched, gen=gen)
+
+    def save(step: int) -> None:
+        save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg,
+                    net=net, opt=opt, sched=sched, gen=gen)
+
+    with GracefulExit() as stop:
+        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="foveal"):
+            if stop.requested(step):
+                save(step)
+                stop.exit(step=step, resume=files.resume)
+            frac = min(1.0, step / (0.6 * cfg.steps))
+            shift = cfg.shift_start + frac * (cfg.shift_end - cfg.shift_start)
+            views, labels = foveal_batch(samplers, cfg.batch_size, shift, cfg.anywhere, gen)
+            loss = F.cross_entropy(net(views), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % 50 == 0:
+                tb.add_scalar("train/loss", loss.item(), step)
+                tb.add_scalar("train/shift_px", shift, step)
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+                save(step + 1)
     wall = time.perf_counter() - t0
-    scores = test_scores(net, cfg, device)
+    scores = val_scores(net, cfg, device)
     for k, v in scores.items():
-        tb.add_scalar(f"test/{k}", v, cfg.steps)
+        tb.add_scalar(f"val/{k}", v, cfg.steps)
     tb.close()
     meta = run_meta(cfg, device=device, wall=wall, scores=scores)
-    save_checkpoint(cfg.out, agent="foveal", config={"width": cfg.width, "train": dataclasses.asdict(cfg)},
+    save_checkpoint(files.out, agent="foveal", config={"width": cfg.width, "train": dataclasses.asdict(cfg)},
                     weights={"net": net.state_dict()}, meta=meta)
-    print(f"foveal classifier: test accuracy (contrast 0.7, {cfg.eval_scenes} scenes) "
-          + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"; {wall:.0f} s on {device}; wrote {cfg.out}")
+    print(f"foveal classifier: held-out accuracy (contrast 0.7, {cfg.eval_scenes} scenes) "
+          + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()) + f"; {wall:.0f} s on {device}; wrote {files.out}")
+    finish_run(files)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ decay, exactly as the agent builds its views:
 - 20%: NeVA's foveation of the sharp scene (what the privileged planner differentiates);
 - 10%: the sharp scene (the privileged planner's target is the prediction on it).
 
-    python train/neva.py --minutes 30          # CPU, reduced budget
+    python train/neva.py --minutes 30          # CPU, reduced budget: writes runs/neva/neva.pt
+    python train/neva.py --promote             # ... and copies it over the shipped checkpoints/neva.pt
     python train/neva.py --resume              # continue runs/neva/resume.pt
     python train/neva.py --resume --minutes 120 --lr 5e-4   # ... to 120 min in all, at a lower rate
 """
@@ -27,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.checkpoint import atomic_save, default_path, save_checkpoint
-from agents.cli import check_ranges, parse_config, resolve_device, run_dir, writer
+from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.cli import (GracefulExit, RunOptions, check_ranges, finish_run, load_resume, parse_config, prepare_run,
+                        resolve_device, save_resume, writer)
 from agents.neva import (BackProjector, NevaConfig, ViewClassifier, foveate, gaussian_blur, memory, paste,
                          reconstruct)
 from saccade_env.core import SaccadeCore, make_config
@@ -37,7 +39,7 @@ from saccade_env.retina import fovea
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train NeVA's classifier of foveated scenes."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "registered id whose scenes are used"})
@@ -45,7 +47,8 @@ class Config:
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
     batch_size: int = field(default=64, metadata={"min": 1, "help": "scenes per step"})
     steps: int = field(default=20000, metadata={"min": 1, "help": "at most this many steps"})
-    minutes: float = field(default=30.0, metadata={"above": 0, "help": "wall-clock budget of the training loop"})
+    minutes: float = field(default=30.0, metadata={"above": 0, "help": "wall-clock budget of the training loop",
+                                                   "aliases": ("--max-minutes",)})
     lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
     width: int = field(default=16, metadata={"min": 1, "help": "classifier width"})
     max_extra: int = field(default=3, metadata={"min": 0, "help": "fixations after the central one: 0..max_extra"})
@@ -54,9 +57,10 @@ class Config:
     near_px: float = field(default=6.0, metadata={"min": 0, "help": "std (px) of a fixation 'near the digit'"})
     eval_every: int = field(default=250, metadata={"min": 1, "help": "steps between validation and resume file"})
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads (shared machine: 1)"})
-    name: str = field(default="neva", metadata={"help": "run name: runs/<name>/"})
-    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
-    out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/neva.pt)"})
+    split: str = field(default="train[:55000]", metadata={"help": "digits fitted (MNIST split or slice)"})
+    val_split: str = field(default="train[55000:]", metadata={"help": "held-out digits of the validation views"})
+    init: str = field(default="", metadata={"help": "start from the classifier of this NeVA checkpoint (fine-tune; "
+                                                     "same --width)"})
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -105,75 +109,89 @@ def make_views(core: SaccadeCore, bp: BackProjector, ncfg: NevaConfig, keys: tor
 
 
 def main(cfg: Config) -> None:
+    files = prepare_run(cfg, default_name="neva", checkpoint="neva.pt")
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     preset = next(p for p in PRESETS if p.id == cfg.env)
-    ecfg = make_config(**{**preset.kwargs, "split": "train"})
+    ecfg = make_config(**{**preset.kwargs, "split": cfg.split})
     ncfg = NevaConfig(scene_size=ecfg.scene.size, fovea=ecfg.fovea_size, background=ecfg.scene.background)
     core = SaccadeCore(ecfg, device=device)
     bp = BackProjector(ncfg, ecfg.periphery).to(device)
     model = ViewClassifier(width=cfg.width, pool=ncfg.pool).to(device)
+    if cfg.init:
+        init = load_checkpoint(cfg.init, agent="neva", script="train/neva.py")
+        if init["config"]["classifier"] != model.config:
+            raise SystemExit(f"--init {cfg.init} holds a classifier of {init['config']['classifier']}, this run "
+                             f"builds {model.config}: pass its --width or start without --init")
+        model.load_state_dict(init["weights"]["classifier"])
+    val_core = SaccadeCore(dataclasses.replace(ecfg, split=cfg.val_split), device=device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    rd = run_dir("runs", cfg.name)
     step, elapsed = 0, 0.0
-    if cfg.resume and (rd / "resume.pt").is_file():
-        ck = torch.load(rd / "resume.pt", map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), gen.set_state(ck["gen"].cpu())
-        step, elapsed = ck["step"], ck["elapsed"]
+    if files.continuing:
+        step, elapsed = load_resume(files.resume, device=device, config=cfg, model=model, opt=opt, gen=gen)
         for group in opt.param_groups:  # the rate asked for now (e.g. lower, to finish a run)
             group["lr"] = cfg.lr
         print(f"resumed at step {step} ({elapsed / 60:.1f} min), lr {cfg.lr:g}")
-    tb = writer(rd)
+    tb = writer(files.dir)
     # a fixed validation set (scene keys far from the training ones): seen views, centre only / + digit
     vgen = torch.Generator(device=device).manual_seed(10_000 + cfg.seed)
     vkeys = torch.arange(512, device=device) + 10**9
     with torch.no_grad():
         zeros = torch.zeros(512, dtype=torch.long, device=device)
-        val = {"centre": make_views(core, bp, ncfg, vkeys, vgen, dataclasses.replace(cfg, near_px=0.0), zeros, zeros),
-               "centre+digit": make_views(core, bp, ncfg, vkeys, vgen, dataclasses.replace(cfg, near_px=0.0, max_extra=1),
-                                          zeros, zeros + 1)}
+        val = {"centre": make_views(val_core, bp, ncfg, vkeys, vgen, dataclasses.replace(cfg, near_px=0.0), zeros,
+                                    zeros),
+               "centre+digit": make_views(val_core, bp, ncfg, vkeys, vgen,
+                                          dataclasses.replace(cfg, near_px=0.0, max_extra=1), zeros, zeros + 1)}
     scores: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="neva classifier")
     t0 = time.perf_counter() - elapsed
-    while step < cfg.steps and time.perf_counter() - t0 < cfg.minutes * 60:
-        keys = step * cfg.batch_size + torch.arange(cfg.batch_size, device=device) + cfg.seed * 10**8
-        with torch.no_grad():
-            views, labels = make_views(core, bp, ncfg, keys, gen, cfg)
-        loss = F.cross_entropy(model(views), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        bar.update(1)
-        if step % 25 == 0:
-            tb.add_scalar("train/loss", loss.item(), step)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % cfg.eval_every == 0:
-            model.eval()
+
+    def save() -> None:
+        save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, model=model, opt=opt, gen=gen)
+
+    with GracefulExit() as stop:
+        while step < cfg.steps and time.perf_counter() - t0 < cfg.minutes * 60:
+            if stop.requested(step):
+                save()
+                bar.close()
+                stop.exit(step=step, resume=files.resume)
+            keys = step * cfg.batch_size + torch.arange(cfg.batch_size, device=device) + cfg.seed * 10**8
             with torch.no_grad():
-                for k, (v, y) in val.items():
-                    scores[f"val_{k}"] = float((model(v).argmax(1) == y).float().mean())
-                    tb.add_scalar(f"val/{k}", scores[f"val_{k}"], step)
-            model.train()
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                         "step": step, "elapsed": time.perf_counter() - t0}, rd / "resume.pt")
+                views, labels = make_views(core, bp, ncfg, keys, gen, cfg)
+            loss = F.cross_entropy(model(views), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % 25 == 0:
+                tb.add_scalar("train/loss", loss.item(), step)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % cfg.eval_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    for k, (v, y) in val.items():
+                        scores[f"val_{k}"] = float((model(v).argmax(1) == y).float().mean())
+                        tb.add_scalar(f"val/{k}", scores[f"val_{k}"], step)
+                model.train()
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+                save()
     bar.close()
     model.eval()
     with torch.no_grad():
         for k, (v, y) in val.items():
             scores[f"val_{k}"] = float((model(v).argmax(1) == y).float().mean())
     wall = time.perf_counter() - t0
-    atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                 "step": step, "elapsed": wall}, rd / "resume.pt")
-    path = save_checkpoint(cfg.out or default_path("neva"), agent="neva",
+    save()
+    path = save_checkpoint(files.out, agent="neva",
                            config={"neva": dataclasses.asdict(ncfg), "classifier": model.config, "env": cfg.env},
                            weights={"classifier": model.state_dict()},
                            meta={"command": " ".join(["python"] + sys.argv), "seed": cfg.seed, "device": str(device),
                                  "wall_s": round(wall, 1), "steps": step, "scores": scores,
                                  "note": "trained on CPU with a reduced budget" if device.type == "cpu" else ""})
     print(f"wrote {path}: {scores}")
+    finish_run(files)
 
 
 if __name__ == "__main__":

@@ -4,26 +4,24 @@
     python train/ppo.py --device cuda --num-envs 4096 --total-timesteps 20000000
     python train/ppo.py --env SaccadeMNIST-Translated60-v0 --form continuous
     python train/ppo.py --recurrent                       # sb3-contrib's RecurrentPPO (pip install -e ".[recurrent]")
-    python train/ppo.py --resume                          # go on from runs/<name>/resume.zip
+    python train/ppo.py --resume                          # go on from runs/<name>/resume.pt
+    python train/ppo.py --promote                         # ... then copy runs/<name>/ppo.pt over checkpoints/ppo.pt
 
 PPO with SB3's MultiInputPolicy and the retina's features extractor
 (agents/sb3_extractors.py), on ``num_envs`` environments stepped as one batch on
-``device`` (saccade_env/sb3.py).  Logs to TensorBoard in runs/<name>/, saves an SB3 zip
-there every ``save_every`` steps (atomically; ``--resume`` reads it), and at the end
-writes the shipped checkpoint (``--out``, checkpoints/ppo.pt: the policy's weights and
-spaces, read by agents/ppo.py's ``load_agent``) and the accuracy at each saccade budget
+``device`` (saccade_env/sb3.py).  Logs to TensorBoard in runs/<name>/, saves a resume file
+there every ``save_every`` steps (atomically, at a rollout's start; ``--resume`` reads it), and at the end
+writes the checkpoint (``--out``, default runs/<name>/ppo.pt: the policy's weights and
+configuration, read by agents/ppo.py's ``load_agent``; ``--promote`` copies it over checkpoints/ppo.pt) and the accuracy at each saccade budget
 on the test split, measured with agents.rollout.evaluate.
 """
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +30,9 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecMonitor
 
-from agents.checkpoint import save_checkpoint
-from agents.cli import check_ranges, parse_config, resolve_device, run_dir
+from agents.checkpoint import atomic_write, save_checkpoint
+from agents.cli import (GracefulExit, RunOptions, check_ranges, finish_run, load_resume, parse_config, prepare_run,
+                        resolve_device, save_resume)
 from agents.ppo import SB3Agent, policy_class
 from agents.rollout import evaluate
 from agents.sb3_extractors import RetinaExtractor
@@ -41,7 +40,7 @@ from saccade_env.sb3 import make_sb3_vec_env
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train PPO (stable-baselines3) on SaccadeMNIST with the batched env."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "a registered id (saccade_env.presets)"})
@@ -60,7 +59,7 @@ class Config:
     n_steps: int = field(default=32, metadata={"min": 1, "help": "steps per env per rollout"})
     batch_size: int = field(default=512, metadata={"min": 1, "help": "PPO minibatch"})
     n_epochs: int = field(default=4, metadata={"min": 1, "help": "PPO epochs per rollout"})
-    learning_rate: float = field(default=5e-4, metadata={"above": 0, "help": "Adam step size"})
+    lr: float = field(default=5e-4, metadata={"above": 0, "help": "Adam step size", "aliases": ("--learning-rate",)})
     gamma: float = field(default=0.99, metadata={"min": 0, "max": 1, "help": "discount"})
     gae_lambda: float = field(default=0.95, metadata={"min": 0, "max": 1, "help": "GAE lambda"})
     ent_coef: float = field(default=0.01, metadata={"min": 0, "help": "entropy bonus"})
@@ -74,12 +73,9 @@ class Config:
     seed: int = field(default=0, metadata={"min": 0, "help": "seed of the envs and the policy"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda (env and policy)"})
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads"})
-    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop training after this wall time (0: no limit)"})
+    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop training after this wall time (0: no limit)",
+                                                  "aliases": ("--max-minutes",)})
     save_every: int = field(default=50_000, metadata={"min": 1, "help": "env steps between resume files"})
-    resume: bool = field(default=False, metadata={"help": "go on from runs/<name>/resume.zip"})
-    name: str = field(default="ppo", metadata={"help": "run name: runs/<name>/"})
-    runs: str = field(default="runs", metadata={"help": "base folder of the runs"})
-    out: str = field(default="checkpoints/ppo.pt", metadata={"help": "the shipped checkpoint"})
     eval_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
     eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "test episodes per budget (0: no evaluation)"})
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
@@ -110,41 +106,73 @@ def algorithm(recurrent: bool):
     return importlib.import_module("sb3_contrib").RecurrentPPO
 
 
-def atomic_sb3_save(model, path: Path) -> Path:
-    """``model.save`` to a temporary zip beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.zip", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+class _Stop(Exception):
+    """Raised out of ``learn()`` at a rollout's start: a stop signal, or the ``--minutes`` deadline."""
+
+
+def training_state(model, venv) -> dict:
+    """What continuing ``model`` needs beyond its weights and optimiser, as tensors and plain values:
+    progress counters, the pending observation, the environments' episodes, the random streams."""
+    np_state = np.random.get_state()
+    state = {"num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+             "last_obs": {k: torch.as_tensor(v) for k, v in model._last_obs.items()},
+             "last_episode_starts": torch.as_tensor(model._last_episode_starts),
+             "env": venv.unwrapped.get_state(), "torch_rng": torch.get_rng_state(),
+             "numpy_rng": [np_state[0], torch.as_tensor(np_state[1]), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    lstm = getattr(model, "_last_lstm_states", None)
+    if lstm is not None:  # RecurrentPPO: (pi, vf) pairs of (h, c)
+        state["lstm"] = [[t.clone() for t in pair] for pair in lstm]
+    return state
+
+
+def restore_training_state(model, venv, state: dict) -> None:
+    """Undo :func:`training_state` into a freshly built ``model`` and its ``venv``."""
+    model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
+    model._last_obs = {k: v.cpu().numpy() for k, v in state["last_obs"].items()}
+    model._last_episode_starts = state["last_episode_starts"].cpu().numpy()
+    venv.unwrapped.set_state(state["env"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    name, keys, *rest = state["numpy_rng"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    if "lstm" in state:
+        lstm = model._last_lstm_states
+        model._last_lstm_states = type(lstm)(*(tuple(t.to(model.device) for t in pair) for pair in state["lstm"]))
 
 
 class Progress(BaseCallback):
-    """Episode accuracy in TensorBoard, periodic resume files, and the ``--minutes`` deadline
-    (the bar is SB3's own: ``learn(progress_bar=True)``)."""
+    """Episode accuracy in TensorBoard, resume points every ``save_every`` steps, a stop at a signal
+    or at the ``--minutes`` deadline, both at a rollout's start (where a resume point is exact).
+    The bar is SB3's own: ``learn(progress_bar=True)``."""
 
-    def __init__(self, *, save_every: int, resume_path: Path, deadline: float) -> None:
+    def __init__(self, *, save_every: int, save, stop: GracefulExit, deadline: float) -> None:
         super().__init__()
-        self.save_every, self.resume_path, self.deadline = save_every, resume_path, deadline
+        self.save_every, self.save, self.stop, self.deadline = save_every, save, stop, deadline
         self.correct: list[bool] = []
         self.next_save = save_every
 
     def _on_training_start(self) -> None:
         self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
 
+    def _on_rollout_start(self) -> None:
+        if self.stop.requested(self.num_timesteps):
+            self.save()
+            raise _Stop("signal")
+        if time.time() >= self.deadline:
+            raise _Stop("deadline")
+        if self.num_timesteps >= self.next_save:
+            self.save()
+            self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
+
     def _on_step(self) -> bool:
         dones = self.locals["dones"]
         if dones.any():
             infos = self.locals["infos"]
             self.correct.extend(bool(infos[i]["correct"]) for i in np.flatnonzero(dones))
-        if self.num_timesteps >= self.next_save:
-            atomic_sb3_save(self.model, self.resume_path)
-            self.next_save += self.save_every
-        return time.time() < self.deadline  # False ends learn() early (--minutes)
+        return True
 
     def _on_rollout_end(self) -> None:
         if self.correct:
@@ -155,6 +183,7 @@ class Progress(BaseCallback):
 
 def train(cfg: Config) -> dict:
     """Train, save, evaluate; returns {"checkpoint", "accuracy": {k: acc}, "seconds"}."""
+    files = prepare_run(cfg, default_name="ppo", checkpoint="ppo.pt")
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     try:
@@ -167,42 +196,53 @@ def train(cfg: Config) -> dict:
                                        grid_size=cfg.grid_size, bootstrap_truncated=cfg.bootstrap_truncated,
                                        split="train", **env_kw))
     venv.seed(cfg.seed)
-    out = run_dir(cfg.runs, cfg.name)
-    resume_path = out / "resume.zip"
     policy_kwargs = {"net_arch": {"pi": [cfg.hidden], "vf": [cfg.hidden]},
                      "features_extractor_kwargs": {"width": cfg.width, "fovea_dim": cfg.code,
                                                    "periphery_dim": cfg.code, "glimpse_dim": cfg.code}}
     if cfg.recurrent:
         policy_kwargs.update(lstm_hidden_size=cfg.hidden)
-    if cfg.resume:
-        if not resume_path.is_file():
-            raise SystemExit(f"--resume: no resume file at {resume_path}; start without --resume")
-        model = algo.load(resume_path, env=venv, device=device)
-    else:
-        policy = "MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy"
-        model = algo(policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                     learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-                     ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
-                     policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
-    model.set_logger(configure(str(out), ["tensorboard", "csv"]))
+    policy = "MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy"
+    model = algo(policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                 learning_rate=cfg.lr, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+                 ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
+                 policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
+    if files.continuing:
+        saved: dict = {}
+        load_resume(files.resume, device=device, config=cfg, extra=saved, policy=model.policy,
+                    optimizer=model.policy.optimizer)
+        restore_training_state(model, venv, saved["training"])  # learn() then goes on from there, no reset
+        print(f"resumed {files.resume} at step {model.num_timesteps}")
+
+    def save() -> None:
+        save_resume(files.resume, step=int(model.num_timesteps), elapsed=time.time() - t0, config=cfg,
+                    extra={"training": training_state(model, venv)}, policy=model.policy,
+                    optimizer=model.policy.optimizer)
+
+    model.set_logger(configure(str(files.dir), ["tensorboard", "csv"]))
     remaining = cfg.total_timesteps - model.num_timesteps
-    if remaining > 0:
-        cb = Progress(save_every=cfg.save_every, resume_path=resume_path,
-                      deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
-        with warnings.catch_warnings():  # SB3's bar is tqdm.rich, which warns that it is experimental
-            warnings.filterwarnings("ignore", message="rich is experimental")
-            model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not cfg.resume,
-                        progress_bar=cfg.progress_bar)
-    atomic_sb3_save(model, out / "final.zip")
+    with GracefulExit() as stop:
+        if remaining > 0:
+            cb = Progress(save_every=cfg.save_every, save=save, stop=stop,
+                          deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
+            try:
+                with warnings.catch_warnings():  # SB3's bar is tqdm.rich, which warns that it is experimental
+                    warnings.filterwarnings("ignore", message="rich is experimental")
+                    model.learn(remaining, callback=CallbackList([cb]), reset_num_timesteps=not files.continuing,
+                                progress_bar=cfg.progress_bar)
+            except _Stop:
+                if stop.signum is not None:
+                    venv.close()
+                    stop.exit(step=int(model.num_timesteps), resume=files.resume)
+        save()
+    atomic_write(files.dir / "final.zip", model.save)  # the SB3 model, for use with SB3 itself
     agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)
     config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
               "recurrent": cfg.recurrent, "policy_kwargs": policy_kwargs,
-              "observation_space": model.observation_space, "action_space": model.action_space,
               "train_config": asdict(cfg)}
     meta = {"command": " ".join(["python", "train/ppo.py", *sys.argv[1:]]), "seed": cfg.seed, "device": str(device),
             "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
     weights = {"policy": {k: v.cpu() for k, v in model.policy.state_dict().items()}}
-    save_checkpoint(cfg.out, agent="ppo", config=config, weights=weights, meta=meta)
+    save_checkpoint(files.out, agent="ppo", config=config, weights=weights, meta=meta)
     accuracy = {}
     for k in cfg.eval_budgets if cfg.eval_episodes > 0 else ():
         res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.eval_episodes, device=device, seed=0,
@@ -213,9 +253,10 @@ def train(cfg: Config) -> dict:
               f"mean saccades {res.n_saccades.mean():.2f}")
     meta.update(scores={f"k={k}": a for k, a in accuracy.items()}, eval_episodes=cfg.eval_episodes,
                 wall_seconds=round(time.time() - t0, 1))
-    save_checkpoint(cfg.out, agent="ppo", config=config, weights=weights, meta=meta)
+    save_checkpoint(files.out, agent="ppo", config=config, weights=weights, meta=meta)
     venv.close()
-    return {"checkpoint": cfg.out, "accuracy": accuracy, "seconds": time.time() - t0}
+    finish_run(files)
+    return {"checkpoint": str(files.out), "accuracy": accuracy, "seconds": time.time() - t0}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ plus the supervised classification loss (the paper's hybrid loss).
 
     python train/ram.py --env SaccadeMNIST-Centered28-v0            # 6 glimpses 8x8
     python train/ram.py --env SaccadeMNIST-Translated60-v0          # 8 glimpses 12x12, 3 scales
-    python train/ram.py --env SaccadeMNIST-v0 --max-minutes 15      # glimpse 12x12, 4 scales
+    python train/ram.py --env SaccadeMNIST-v0 --minutes 15          # glimpse 12x12, 4 scales
     python train/ram.py --env SaccadeMNIST-Cluttered60-v0 --resume  # continue runs/<name>/resume.pt
 
 Each iteration plays one wave of ``batch_size`` episodes on the batched environment
@@ -21,14 +21,15 @@ tells one scanpath from another):
 
 Adam, cosine decay; the location network's lr is ``--locator-lr`` (0.1) times ``--lr``:
 REINFORCE's gradient is mostly noise, and at the full lr Adam turns it into a random walk
-of the policy mean away from the digit (docs/notes/ram.md, "drift").
+of the policy mean away from the digit (docs/agents/ram.md, "Limits").
 
 ``--valid N`` holds the last N training digits out: the waves draw from the other 60000 - N, the
 monitor evaluations read the held-out ones, and the checkpoint keeps the weights of the best
 monitor score (early stopping without looking at the test split). ``--weight-decay`` is AdamW's
 decoupled decay on every weight but the location network's.
 
-The shipped checkpoint goes to checkpoints/ram-<tag>.pt (agents.ram.checkpoint_name).
+The checkpoint goes to runs/<name>/ram-<tag>.pt (agents.ram.checkpoint_name); ``--promote`` also
+copies it over the shipped checkpoints/ram-<tag>.pt.
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import saccade_env  # noqa: F401
-from agents.checkpoint import CHECKPOINTS, CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
+                        parse_config, prepare_run, resolve_device, save_resume, writer)
 from agents.ram import GROWABLE, RAMConfig, can_grow, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
@@ -53,7 +55,7 @@ from saccade_env.scene import DIGIT
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train RAM with the hybrid loss (REINFORCE + baseline + classification)."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset id (checkpoint: checkpoints/ram-<tag>.pt)"})
@@ -83,7 +85,8 @@ class Config:
     locator_lr: float = field(default=0.1, metadata={"min": 0, "help": "the location network's lr as a fraction of lr"})
     lr_final: float = field(default=0.1, metadata={"min": 0, "help": "final lr as a fraction of lr (cosine decay)"})
     steps: int = field(default=20000, metadata={"min": 1, "help": "training iterations (one wave of episodes each)"})
-    max_minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)"})
+    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)",
+                                                  "aliases": ("--max-minutes",)})
     batch_size: int = field(default=128, metadata={"min": 2, "help": "episodes per iteration"})
     every_step_weight: float = field(default=0.5, metadata={"min": 0, "help": "weight of the earlier steps' CE"})
     reward: str = field(default="correct", metadata={
@@ -111,9 +114,6 @@ class Config:
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
-    run_name: str = field(default="", metadata={"help": "runs/<name> (default ram-<tag>)"})
-    out: str = field(default="", metadata={"help": "checkpoint path (default checkpoints/ram-<tag>.pt)"})
-    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
     init: str = field(default="", metadata={"help": "start from the weights of this RAM checkpoint of the same "
                                                     "preset and network (fine-tune: new optimizer and schedule); "
                                                     "larger --hidden/--what-hidden/--where-hidden than the "
@@ -210,12 +210,12 @@ def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
 
 
 def main(cfg: Config) -> None:
+    key = checkpoint_name(cfg.env)
+    files = prepare_run(cfg, default_name=key, checkpoint=f"{key}.pt")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    key = checkpoint_name(cfg.env)
-    rdir = run_dir("runs", cfg.run_name or key)
-    out = cfg.out or str(CHECKPOINTS / f"{key}.pt")
+    out = files.out
     size, scales, n_sacc = sensor(cfg)
     # --valid N: fit on the first n_train - N training digits, select on the last N
     n_train = parse_split("train")[2]
@@ -254,42 +254,32 @@ def main(cfg: Config) -> None:
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
-        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.max_minutes * 60)
+        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.minutes * 60)
         decay = cosine_factor(done, cfg.lr_final)
         for grp in opt.param_groups:
             grp["lr"] = grp["scale"] * cfg.lr * decay
 
     start, elapsed = 0, 0.0
     best = {"accuracy": -1.0, "step": 0, "net": None}  # with --valid: the best monitor score's weights
-    if cfg.resume and (rdir / "resume.pt").is_file():
-        r = torch.load(rdir / "resume.pt", map_location=device, weights_only=False)
-        agent.net.load_state_dict(r["net"])
-        if len(r["opt"]["param_groups"]) == len(opt.param_groups):
-            opt.load_state_dict(r["opt"])
-            for grp, mine in zip(opt.param_groups, groups):  # this run's settings, not the saved ones
-                grp["scale"], grp["weight_decay"], grp["decoupled_weight_decay"] = \
-                    mine["scale"], mine["weight_decay"], True
-        else:  # a resume file from before the location network had its own lr
-            print("resume file's optimizer has another parameter grouping: Adam restarts from zero moments")
-        start, elapsed = r["step"], r["elapsed"]
-        best = r.get("best", best)
-        print(f"resumed from {rdir / 'resume.pt'} at iteration {start}")
-    elif cfg.resume:
-        print(f"--resume: no {rdir / 'resume.pt'} yet, starting afresh")
+    if files.continuing:
+        saved: dict = {}
+        start, elapsed = load_resume(files.resume, device=device, config=cfg, extra=saved, net=agent.net, opt=opt)
+        for grp, mine in zip(opt.param_groups, groups):  # this run's settings, not the saved ones
+            grp["scale"], grp["weight_decay"], grp["decoupled_weight_decay"] = mine["scale"], mine["weight_decay"], True
+        best = saved.get("best", best)
+        print(f"resumed from {files.resume} at iteration {start}")
 
     # --jitter, --rotate: the training waves' scenes only (the monitor and the final scores: the preset's own)
     augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter,
                                             rotate=cfg.rotate)} if cfg.jitter or cfg.rotate else {}
     venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
                     split=fit_split, **augment)
-    tb = writer(rdir)
+    tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
 
-    def save_resume(step: int) -> None:
-        atomic_save({"net": agent.net.state_dict(), "opt": opt.state_dict(),
-                     "step": step, "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg),
-                     "best": best},
-                    rdir / "resume.pt")
+    def save(step: int) -> None:
+        save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, extra={"best": best},
+                    net=agent.net, opt=opt)
 
     last_monitored = [-1]
 
@@ -311,33 +301,38 @@ def main(cfg: Config) -> None:
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=key, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)
     step = start - 1  # a resumed run with nothing left to train ends at iteration `start`
-    for step in bar:
-        agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
-        if cfg.dropout:  # dropout draws from torch's global generator: seed it per iteration too
-            torch.manual_seed(cfg.seed * 7919 + step)
-        ep = run_episodes(venv, agent, seed=cfg.seed * 10**8 + step * cfg.batch_size, record=True, grad=True)
-        L = losses(ep, cfg)
-        opt.zero_grad(set_to_none=True)
-        L["total"].backward()
-        torch.nn.utils.clip_grad_norm_(agent.net.parameters(), cfg.grad_clip)
-        set_lr(step)
-        opt.step()
-        if step % 50 == 0:
-            for k, v in L.items():
-                tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
-            bar.set_postfix(acc=f"{float(L['accuracy']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
-        if (step + 1) % cfg.eval_every == 0:
-            bar.write(f"iteration {step + 1}: {monitor_tag} accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
-                      f"({(time.perf_counter() - t0) / 60:.1f} min)")
-        if (step + 1) % cfg.save_every == 0:
-            save_resume(step + 1)
-        if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
-            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached at iteration {step + 1}")
-            break
+    with GracefulExit() as stop:
+        for step in bar:
+            if stop.requested(step):
+                save(step)
+                venv.close()
+                stop.exit(step=step, resume=files.resume)
+            agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
+            if cfg.dropout:  # dropout draws from torch's global generator: seed it per iteration too
+                torch.manual_seed(cfg.seed * 7919 + step)
+            ep = run_episodes(venv, agent, seed=cfg.seed * 10**8 + step * cfg.batch_size, record=True, grad=True)
+            L = losses(ep, cfg)
+            opt.zero_grad(set_to_none=True)
+            L["total"].backward()
+            torch.nn.utils.clip_grad_norm_(agent.net.parameters(), cfg.grad_clip)
+            set_lr(step)
+            opt.step()
+            if step % 50 == 0:
+                for k, v in L.items():
+                    tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
+                bar.set_postfix(acc=f"{float(L['accuracy']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
+            if (step + 1) % cfg.eval_every == 0:
+                bar.write(f"iteration {step + 1}: {monitor_tag} accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
+                          f"({(time.perf_counter() - t0) / 60:.1f} min)")
+            if (step + 1) % cfg.save_every == 0:
+                save(step + 1)
+            if cfg.minutes and time.perf_counter() - t0 > cfg.minutes * 60:
+                bar.write(f"wall-clock budget of {cfg.minutes} min reached at iteration {step + 1}")
+                break
     step += 1
     if cfg.valid and last_monitored[0] != step:  # the last weights compete too
         print(f"iteration {step}: valid accuracy {monitor(step, cfg.eval_episodes):.4f}")
-    save_resume(step)
+    save(step)
     wall = time.perf_counter() - t0
     venv.close()
     if cfg.valid:
@@ -365,6 +360,7 @@ def main(cfg: Config) -> None:
                     weights={"net": agent.net.state_dict()}, meta=meta)
     tb.close()
     print(f"wrote {out} ({wall / 60:.1f} min of training)")
+    finish_run(files)
 
 
 if __name__ == "__main__":

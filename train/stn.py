@@ -1,7 +1,8 @@
 """Train the STN agent (agents/stn.py) end to end through the differentiable retina.
 
-    python train/stn.py                                        # SaccadeMNIST-v0 -> checkpoints/stn-v0.pt
-    python train/stn.py --env SaccadeMNIST-Cluttered60-v0      # -> checkpoints/stn-cluttered60.pt
+    python train/stn.py                                        # SaccadeMNIST-v0 -> runs/stn-v0/stn-v0.pt
+    python train/stn.py --env SaccadeMNIST-Cluttered60-v0      # -> runs/stn-cluttered60/stn-cluttered60.pt
+    python train/stn.py --promote                              # ... and copy it over checkpoints/stn-v0.pt
     python train/stn.py --resume                               # go on from runs/<name>/resume.pt
     python train/stn.py --resume --lr 2e-4 --loc-lr 6e-5       # ... with lower learning rates from here on
     python train/stn.py --resume --minutes 200 --decay cosine  # ... annealing them to zero by the end
@@ -19,8 +20,12 @@ there (its gradient reaches the localiser through :func:`saccade_env.retina.fove
 budget of 0).  An optional auxiliary term (``aux_weight``, decaying to zero over
 ``aux_steps``) pulls the fixation towards the digit's centre; it is off by default.
 
+It fits on ``--split`` (default the first 55,000 training digits) and validates on
+``--val-split`` (the last 5,000): the test split is never read here; it is scored once per
+shipped checkpoint by ``eval/compare_agents.py --full-test``.
 Logs in runs/<name>/ (TensorBoard), resume file runs/<name>/resume.pt, and at the end the
-checkpoint with the test-split accuracies (agents.rollout.evaluate) in its meta.
+checkpoint (runs/<name>/, or ``--out``) with the held-out accuracies (agents.rollout.evaluate)
+in its meta.
 """
 from __future__ import annotations
 
@@ -33,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.checkpoint import CHECKPOINTS, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import budget_done, check_ranges, cosine_factor, parse_config, resolve_device, run_dir, writer
+from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
+                        parse_config, prepare_run, resolve_device, save_resume, writer)
 from agents.rollout import evaluate
 from agents.stn import (DEFAULT_CHECKPOINTS, STNAgent, STNConfig, checkpoint_config, config_from_checkpoint,
                         location_error_px)
@@ -44,7 +50,7 @@ from saccade_env.retina import fovea
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train the STN agent (localiser + classifier) through the differentiable retina."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "environment id (a preset)"})
@@ -55,7 +61,8 @@ class Config:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=1, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
     steps: int = field(default=3000, metadata={"min": 1, "help": "optimiser steps"})
-    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)"})
+    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)",
+                                                  "aliases": ("--max-minutes",)})
     batch_size: int = field(default=128, metadata={"min": 1, "help": "scenes per step"})
     lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate of the classifier"})
     loc_lr: float = field(default=3e-4, metadata={"min": 0, "help": "Adam learning rate of the localiser"})
@@ -94,16 +101,14 @@ class Config:
     ecc_std: float | None = field(default=None, metadata={"help": "override the radial placement's scale"})
     glimpse_size: int | None = field(default=None, metadata={"help": "override the preset's glimpse patch side"})
     glimpse_scales: int | None = field(default=None, metadata={"help": "override the preset's glimpse scales"})
+    split: str = field(default="train[:55000]", metadata={"help": "digits fitted (MNIST split or slice)"})
+    val_split: str = field(default="train[55000:]", metadata={"help": "held-out digits for validation"})
     eval_every: int = field(default=500, metadata={"min": 0, "help": "steps between validation evaluations"})
     eval_episodes: int = field(default=1000, metadata={"min": 1, "help": "episodes per validation (train digits)"})
-    final_episodes: int = field(default=5000, metadata={"min": 1, "help": "test episodes per budget at the end"})
+    final_episodes: int = field(default=5000, metadata={"min": 1, "help": "held-out episodes per budget at the end"})
     final_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "budgets evaluated at the end"})
     log_every: int = field(default=25, metadata={"min": 1, "help": "steps between TensorBoard scalars"})
     save_every: int = field(default=200, metadata={"min": 1, "help": "steps between resume files"})
-    run_name: str = field(default="", metadata={"help": "run directory name (default stn-<env>)"})
-    runs_dir: str = field(default="runs", metadata={"help": "where run directories go"})
-    checkpoint: str = field(default="", metadata={"help": "output checkpoint (default by env)"})
-    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -131,7 +136,7 @@ def env_kwargs(cfg: Config) -> dict:
 def make_core(cfg: Config, where: tuple[str, ...], device: torch.device) -> SaccadeCore:
     """The environment's core on the training split, computing only the sensors needed."""
     kw = dict(next(p for p in PRESETS if p.id == cfg.env).kwargs)
-    kw.update(env_kwargs(cfg), split="train", sensors=tuple(s for s in ("fovea", "periphery", "glimpse")
+    kw.update(env_kwargs(cfg), split=cfg.split, sensors=tuple(s for s in ("fovea", "periphery", "glimpse")
                                                                if s in {*where, "fovea"}))
     return SaccadeCore(make_config(**kw), device=device)
 
@@ -193,11 +198,12 @@ def localiser_weights(path: str, arch: STNConfig) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(Config, argv)
+    shipped = DEFAULT_CHECKPOINTS.get(cfg.env, f"stn-{cfg.env}.pt")
+    name = cfg.name or shipped[:-3]
+    files = prepare_run(cfg, default_name=name, checkpoint=shipped)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    name = cfg.run_name or f"stn-{cfg.env}"
-    out_dir = run_dir(cfg.runs_dir, name)
     where = cfg.where_sensors or default_where(cfg.env)
     core = make_core(cfg, where, device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -220,74 +226,75 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.Adam([{"params": agent.classifier.parameters(), "lr": cfg.lr},
                             {"params": agent.localiser.parameters(), "lr": cfg.loc_lr}])
     step, elapsed = 0, 0.0
-    resume_path = out_dir / "resume.pt"
-    if cfg.resume and resume_path.is_file():
-        r = torch.load(resume_path, map_location=device, weights_only=False)
-        agent.load_state_dict(r["agent"])
-        opt.load_state_dict(r["opt"])
-        gen.set_state(r["gen"])
-        step, elapsed = r["step"], r["elapsed"]
+    if files.continuing:
+        step, elapsed = load_resume(files.resume, device=device, config=cfg, agent=agent, opt=opt, gen=gen)
         for group, lr in zip(opt.param_groups, (cfg.lr, cfg.loc_lr)):  # the rates asked for now (e.g. lower)
             group["lr"] = lr
-        print(f"resumed {resume_path} at step {step} (lr {cfg.lr:g}, loc-lr {cfg.loc_lr:g})")
-    tb = writer(out_dir)
+        print(f"resumed {files.resume} at step {step} (lr {cfg.lr:g}, loc-lr {cfg.loc_lr:g})")
+    tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
     step0, elapsed0 = step, elapsed  # where this invocation's budget (and a --decay schedule) starts
     base_lrs = [g["lr"] for g in opt.param_groups]
 
     bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
 
-    def save_resume() -> None:
-        atomic_save({"agent": agent.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
-                     "elapsed": time.perf_counter() - t0, "config": dataclasses.asdict(cfg)}, resume_path)
+    def save() -> None:
+        save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, agent=agent, opt=opt,
+                    gen=gen)
 
     agent.train()
     agent.localiser.requires_grad_(not cfg.freeze_localiser)  # frozen: no gradient, so Adam skips it
-    while step < cfg.steps and not (cfg.minutes and time.perf_counter() - t0 > 60 * cfg.minutes):
-        state = draw_scenes(core, gen, cfg.batch_size)
-        start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
-        aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
-        if cfg.decay == "cosine":  # over this invocation's budget, at the step about to be taken
-            factor = cosine_factor(budget_done(step + 1 - step0, cfg.steps - step0, time.perf_counter() - t0 - elapsed0,
-                                               60 * cfg.minutes - elapsed0 if cfg.minutes else 0.0))
-            for group, lr in zip(opt.param_groups, base_lrs):
-                group["lr"] = lr * factor
-        out = step_losses(cfg, agent, core, state, start, centred, aux_w)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            for k, v in out.items():
-                tb.add_scalar(f"train/{k}", float(v.detach()), step)
-            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-            bar.set_postfix(acc=f"{float(out['acc']):.3f}", err_px=f"{float(out['err_px']):.1f}",
-                            ce0=f"{float(out['ce_start']):.2f}")
-        if step % cfg.save_every == 0:
-            save_resume()
-        if cfg.eval_every and step % cfg.eval_every == 0:
-            agent.eval()
-            res = evaluate(agent, env_id=cfg.env, budget=1, episodes=cfg.eval_episodes, device=device,
-                           seed=10**7, split="train", batch_size=500, **env_kwargs(cfg))
-            tb.add_scalar("val/accuracy_k1", res.accuracy, step)
-            tqdm.write(f"step {step}: validation (train digits, k=1) accuracy {res.accuracy:.4f}")
-            agent.train()
+    with GracefulExit() as stop:
+        while step < cfg.steps and not (cfg.minutes and time.perf_counter() - t0 > 60 * cfg.minutes):
+            if stop.requested(step):
+                save()
+                bar.close()
+                stop.exit(step=step, resume=files.resume)
+            state = draw_scenes(core, gen, cfg.batch_size)
+            start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
+            aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
+            if cfg.decay == "cosine":  # over this invocation's budget, at the step about to be taken
+                factor = cosine_factor(budget_done(step + 1 - step0, cfg.steps - step0, time.perf_counter() - t0 - elapsed0,
+                                                   60 * cfg.minutes - elapsed0 if cfg.minutes else 0.0))
+                for group, lr in zip(opt.param_groups, base_lrs):
+                    group["lr"] = lr * factor
+            out = step_losses(cfg, agent, core, state, start, centred, aux_w)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                for k, v in out.items():
+                    tb.add_scalar(f"train/{k}", float(v.detach()), step)
+                tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+                bar.set_postfix(acc=f"{float(out['acc']):.3f}", err_px=f"{float(out['err_px']):.1f}",
+                                ce0=f"{float(out['ce_start']):.2f}")
+            if step % cfg.save_every == 0:
+                save()
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                agent.eval()
+                res = evaluate(agent, env_id=cfg.env, budget=1, episodes=cfg.eval_episodes, device=device,
+                               seed=10**7, split=cfg.val_split, batch_size=500, **env_kwargs(cfg))
+                tb.add_scalar("val/accuracy_k1", res.accuracy, step)
+                tqdm.write(f"step {step}: validation ({cfg.val_split}, k=1) accuracy {res.accuracy:.4f}")
+                agent.train()
     bar.close()
-    save_resume()
+    save()
     wall = time.perf_counter() - t0
     agent.eval()
     scores = {}
     for k in cfg.final_budgets:
         res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0,
-                       split="test", batch_size=1000, **env_kwargs(cfg))
+                       split=cfg.val_split, batch_size=1000, **env_kwargs(cfg))
         lo, hi = res.interval
-        scores[f"k{k}"] = {"accuracy": res.accuracy, "interval": [lo, hi], "episodes": cfg.final_episodes}
-        tb.add_scalar("test/accuracy", res.accuracy, k)
-        print(f"test {cfg.env} budget {k}: accuracy {res.accuracy:.4f} [{lo:.4f}, {hi:.4f}] "
+        scores[f"k{k}"] = {"accuracy": res.accuracy, "interval": [lo, hi], "episodes": cfg.final_episodes,
+                           "split": cfg.val_split}
+        tb.add_scalar("val/final_accuracy", res.accuracy, k)
+        print(f"held-out ({cfg.val_split}) {cfg.env} budget {k}: accuracy {res.accuracy:.4f} [{lo:.4f}, {hi:.4f}] "
               f"({cfg.final_episodes} episodes)")
     tb.close()
-    path = cfg.checkpoint or str(CHECKPOINTS / DEFAULT_CHECKPOINTS.get(cfg.env, f"stn-{cfg.env}.pt"))
+    path = files.out
     save_checkpoint(path, agent="stn", config={**checkpoint_config(agent), "env": cfg.env,
                                                 "env_kwargs": env_kwargs(cfg)},
                     weights={"agent": agent.state_dict()},
@@ -295,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "seed": cfg.seed, "device": str(device), "wall_time_s": round(wall, 1), "steps": step,
                           "scores": scores, "train_config": dataclasses.asdict(cfg)})
     print(f"wrote {path} after {step} steps, {wall / 60:.1f} min of training")
+    finish_run(files)
     return {"scores": scores, "steps": step, "wall": wall, "path": path, "agent": agent}
 
 

@@ -11,11 +11,12 @@ What (the foveal classifier) is trained by ``train/foveal.py`` and read from
    at the shift every cell's saccade would leave (``agents.what_where.where_targets``);
 3. fits Where to those targets (binary cross-entropy on the soft targets, as the paper).
 
-    python train/what_where.py                  # writes checkpoints/what_where.pt
+    python train/what_where.py                  # writes runs/what_where/what_where.pt
+    python train/what_where.py --promote        # ... and copies it over the shipped checkpoints/what_where.pt
     python train/what_where.py --scenes 2000 --steps 200 --out /tmp/ww.pt
     python train/what_where.py --resume         # continues runs/what_where/resume.pt
     python train/what_where.py --arch glimpse --channels 24 --layers 4 --scenes 60000 --steps 4000 \
-        --out checkpoints/what_where_glimpse.pt  # Where on the env's glimpse (not the paper's sensor)
+        --name what_where_glimpse       # Where on the env's glimpse (not the paper's sensor)
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from tqdm import tqdm
 
 from agents import what_where as ww
 from agents.baselines import load_foveal
-from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
-from agents.cli import (budget_done, check_ranges, cosine_factor, load_resume, parse_config, resolve_device, run_dir, run_meta,
-                        save_resume, writer)
+from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, safe_load, save_checkpoint
+from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
+                        parse_config, prepare_run, resolve_device, run_meta, save_resume, writer)
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
 from saccade_env.retina import Periphery, glimpse
@@ -40,7 +41,7 @@ from saccade_env.scene import SceneSampler
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(RunOptions):
     """Train Where: periphery -> What's accuracy after a saccade to each log-polar cell."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
@@ -48,7 +49,10 @@ class Config:
     noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
     contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
     scenes: int = field(default=24000, metadata={"min": 1, "help": "training samples (scene + fixation)"})
-    val_scenes: int = field(default=2000, metadata={"min": 1, "help": "held-out samples (test digits)"})
+    split: str = field(default="train[:55000]", metadata={"help": "digits of the training samples"})
+    val_split: str = field(default="train[55000:]", metadata={"help": "held-out digits (validation samples and the "
+                                                                       "final score)"})
+    val_scenes: int = field(default=2000, metadata={"min": 1, "help": "held-out samples (--val-split digits)"})
     centre: float = field(default=0.5, metadata={
         "min": 0, "max": 1, "help": "fraction of fixations at the scene's centre"})
     near: float = field(default=0.35, metadata={
@@ -74,20 +78,19 @@ class Config:
                           "softmax(targets / cell_tau)"})
     cell_tau: float = field(default=0.05, metadata={"above": 0, "help": "temperature of the cell-choice targets"})
     steps: int = field(default=3000, metadata={"min": 1, "help": "optimiser steps"})
-    max_minutes: float = field(default=0.0, metadata={
-        "min": 0, "help": "stop after this wall time, the map and data generation included (0: no limit)"})
+    minutes: float = field(default=0.0, metadata={
+        "min": 0, "help": "stop after this wall time, the map and data generation included (0: no limit)",
+        "aliases": ("--max-minutes",)})
     batch_size: int = field(default=128, metadata={"min": 1, "help": "samples per step"})
     lr: float = field(default=2e-3, metadata={"above": 0, "help": "Adam learning rate (cosine decay)"})
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=1, metadata={"min": 1, "help": "CPU threads for torch"})
-    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "test episodes for the final score (0: skip)"})
+    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "held-out episodes for the final score "
+                                                                        "(0: skip)"})
     log_every: int = field(default=100, metadata={"min": 1, "help": "steps between validation logs"})
-    checkpoint_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files"})
-    runs: str = field(default="runs", metadata={"help": "directory of TensorBoard logs and resume files"})
-    name: str = field(default="what_where", metadata={"help": "run name (runs/<name>)"})
-    out: str = field(default="checkpoints/what_where.pt", metadata={"help": "the shipped checkpoint"})
-    resume: bool = field(default=False, metadata={"help": "continue from runs/<name>/resume.pt"})
+    save_every: int = field(default=250, metadata={"min": 1, "help": "steps between resume files",
+                                                   "aliases": ("--checkpoint-every",)})
 
     def __post_init__(self):
         check_ranges(self)
@@ -148,7 +151,7 @@ def make_dataset(sampler: SceneSampler, periphery: Periphery, n: int, cfg: Confi
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-DATA_KEYS = ("env", "noise", "contrast", "scenes", "val_scenes", "centre", "near", "near_px", "seed")
+DATA_KEYS = ("env", "noise", "contrast", "split", "val_split", "scenes", "val_scenes", "centre", "near", "near_px", "seed")
 GLIMPSE_KEYS = ("glimpse_size", "glimpse_scales")
 
 
@@ -156,12 +159,17 @@ def cached_data(cfg: Config, make, device: torch.device):
     """``make()`` -> (train, val) samples, read from / written to ``cfg.data_cache`` when given
     (the samples depend on the data settings and the seed only, not on What)."""
     key = {k: getattr(cfg, k) for k in DATA_KEYS}
+    key["scene"] = dataclasses.asdict(scene_config(cfg))  # the display the samples were drawn from
     if where_config(cfg).sensor == "glimpse":  # a periphery cache keeps its key (and stays valid)
         key.update({k: getattr(cfg, k) for k in GLIMPSE_KEYS}, sensor="glimpse")
     path = Path(cfg.data_cache) if cfg.data_cache else None
     if path is not None and path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=False)
-        if saved.get("key") == key:
+        try:
+            saved = safe_load(path, what="sample cache", fix="it is made again", map_location=device)
+        except CheckpointError as err:
+            print(f"--data-cache: {err}")
+            saved = {}
+        if isinstance(saved, dict) and saved.get("key") == key:
             return saved["train"], saved["val"]
     train, val = make()
     if path is not None:
@@ -203,6 +211,8 @@ def choice_quality(where: ww.WhereNet, data: dict, acc_map: torch.Tensor, cfg: C
 
 
 def main(cfg: Config) -> dict:
+    shipped = "what_where_glimpse" if cfg.arch == "glimpse" else "what_where"
+    files = prepare_run(cfg, default_name=shipped, checkpoint=f"{shipped}.pt")
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     try:
@@ -213,8 +223,7 @@ def main(cfg: Config) -> dict:
     gen = seeded(0)  # the training batches; the map and the data have their own streams
     env_cfg = make_config(scene=scene_config(cfg))
     periphery = Periphery(env_cfg.periphery, env_cfg.scene.size).to(device)
-    train_s, val_s = make_sampler(cfg, "train", device), make_sampler(cfg, "test", device)
-    rdir = run_dir(cfg.runs, cfg.name)
+    train_s, val_s = make_sampler(cfg, cfg.split, device), make_sampler(cfg, cfg.val_split, device)
     t0 = time.perf_counter()
     # 1. the accuracy map and 2. the data (regenerated identically on --resume: a function of the seed)
     acc_map = accuracy_map(what, train_s, cfg, seeded(1))
@@ -235,57 +244,64 @@ def main(cfg: Config) -> dict:
 
     def set_lr(step: int) -> None:
         """Cosine decay to 0 over the steps or the wall-clock budget, whichever ends first."""
-        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.max_minutes * 60)
+        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.minutes * 60)
         for grp in opt.param_groups:
             grp["lr"] = cfg.lr * cosine_factor(done)
 
     start, elapsed = 0, time.perf_counter() - t0
-    if cfg.resume:
-        start, elapsed = load_resume(rdir / "resume.pt", device=device, where=where, opt=opt, gen=gen)
+    if files.continuing:
+        start, elapsed = load_resume(files.resume, device=device, config=cfg, where=where, opt=opt, gen=gen)
     t0 = time.perf_counter() - elapsed
-    tb = writer(rdir)
+    tb = writer(files.dir)
     tb.add_image("what_accuracy_map", acc_map[None].clamp(0, 1), 0)
     n = data["fixation"].shape[0]
+
+    def save(step: int) -> None:
+        save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, where=where, opt=opt, gen=gen)
+
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where")
-    for step in bar:
-        if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
-            save_resume(rdir / "resume.pt", step=step, elapsed=time.perf_counter() - t0, config=cfg,
-                        where=where, opt=opt, gen=gen)
-            bar.write(f"wall-clock budget of {cfg.max_minutes} min reached after {step} steps" + (
-                " (the accuracy map and the samples took all of it: raise --max-minutes, or lower --scenes or "
-                "--map-scenes)" if step == start else ""))
-            break
-        set_lr(step)
-        idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
-        logits = where(data[where.cfg.sensor][idx].float(), data["fixation"][idx])
-        loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % cfg.log_every == 0 or step + 1 == cfg.steps:
-            tb.add_scalar("train/bce", loss.item(), step)
-            for k, v in choice_quality(where, val, acc_map, cfg).items():
-                tb.add_scalar(f"val/target_accuracy_{k}", v, step)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            save_resume(rdir / "resume.pt", step=step + 1, elapsed=time.perf_counter() - t0, config=cfg,
-                        where=where, opt=opt, gen=gen)
+    with GracefulExit() as stop:
+        for step in bar:
+            if stop.requested(step):
+                save(step)
+                stop.exit(step=step, resume=files.resume)
+            if cfg.minutes and time.perf_counter() - t0 > cfg.minutes * 60:
+                save(step)
+                bar.write(f"wall-clock budget of {cfg.minutes} min reached after {step} steps" + (
+                    " (the accuracy map and the samples took all of it: raise --minutes, or lower --scenes or "
+                    "--map-scenes)" if step == start else ""))
+                break
+            set_lr(step)
+            idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
+            logits = where(data[where.cfg.sensor][idx].float(), data["fixation"][idx])
+            loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+                tb.add_scalar("train/bce", loss.item(), step)
+                for k, v in choice_quality(where, val, acc_map, cfg).items():
+                    tb.add_scalar(f"val/target_accuracy_{k}", v, step)
+            if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+                save(step + 1)
     wall = time.perf_counter() - t0
     quality = choice_quality(where, val, acc_map, cfg)
     scores = {f"val_target_accuracy_{k}": round(v, 4) for k, v in quality.items()}
     conf = ww.checkpoint_config(where, env_cfg.periphery)
     conf.update(train=dataclasses.asdict(cfg), accuracy_map=acc_map.cpu())
     meta = run_meta(cfg, device=device, wall=wall, scores=scores)
-    save_checkpoint(cfg.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
+    save_checkpoint(files.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
     if cfg.eval_episodes:
         from agents.rollout import evaluate
-        agent = ww.load_agent(cfg.out, device=device, foveal_path=cfg.foveal)
-        res = evaluate(agent, budget=3, episodes=cfg.eval_episodes, device=device, seed=10_000)
-        scores["test_accuracy_budget3"] = round(res.accuracy, 4)
-        tb.add_scalar("test/accuracy_budget3", res.accuracy, cfg.steps)
+        agent = ww.load_agent(files.out, device=device, foveal_path=cfg.foveal, checkpoint=shipped)
+        res = evaluate(agent, budget=3, episodes=cfg.eval_episodes, device=device, seed=10_000, split=cfg.val_split)
+        scores["val_accuracy_budget3"] = round(res.accuracy, 4)
+        tb.add_scalar("val/accuracy_budget3", res.accuracy, cfg.steps)
         meta["scores"] = scores
-        save_checkpoint(cfg.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
+        save_checkpoint(files.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
     tb.close()
-    print(f"where: {scores}; {wall:.0f} s on {device}; wrote {cfg.out}")
+    print(f"where: {scores}; {wall:.0f} s on {device}; wrote {files.out}")
+    finish_run(files)
     return scores
 
 
