@@ -1,0 +1,68 @@
+"""The documentation: its code examples run as written, and the site builds offline with --strict."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def section_code(path: Path, heading: str) -> str:
+    """The first ```python block under ``heading`` (up to the next heading of its level)."""
+    text = path.read_text()
+    assert heading in text, f"{path} has no heading {heading!r}"
+    section = text[text.index(heading) + len(heading):]
+    level = heading.split(" ")[0]
+    section = section[: m.start()] if (m := re.search(rf"^{level} ", section, re.M)) else section
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block, f"no ```python block under {heading!r} in {path}"
+    return block.group(1)
+
+
+def run(code: str, path: Path) -> dict:
+    torch.set_num_threads(1)
+    namespace = {"__name__": "__docs__"}
+    exec(compile(code, str(path), "exec"), namespace)
+    return namespace
+
+
+def test_sb3_example_runs_as_written(capsys):
+    path = DOCS / "sb3.md"
+    namespace = run(section_code(path, "## Plug in your own SB3 policy"), path)
+    assert "accuracy with 3 saccades" in capsys.readouterr().out
+    assert 0.0 <= namespace["result"].accuracy <= 1.0 and len(namespace["result"].correct) == 100
+
+
+def test_first_agent_example_runs_as_written(capsys):
+    path = DOCS / "getting-started.md"
+    namespace = run(section_code(path, "## A first agent"), path)
+    assert "saccades" in capsys.readouterr().out
+    result = namespace["result"]
+    assert len(result.correct) == 100 and 0 < result.n_saccades.mean() <= 2
+
+
+def test_no_lab_notebook_words_in_the_docs():
+    """The README and the site document the project, not how it was built."""
+    for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
+        if "compare" in path.relative_to(ROOT).parts:
+            continue  # generated tables
+        words = re.findall(r"\b(round \d+|rounds|sessions?|the issue|issues ask)\b", path.read_text(), re.I)
+        assert not words, f"{path.relative_to(ROOT)} speaks of {sorted(set(words))}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason='needs the docs extra: pip install -e ".[docs]"')
+def test_site_builds_offline_in_strict_mode(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = "".join(p.read_text(errors="ignore") for p in (tmp_path / "site").rglob("*.html"))
+    assert "fonts.googleapis" not in html, "the theme must not fetch Google Fonts (theme.font: false)"
+    assert (tmp_path / "site" / "api" / "agents" / "index.html").is_file()
