@@ -12,7 +12,7 @@ class FovealClassifier(nn.Module):
     shared by the foveal baselines (center, random, oracle) and the What/Where agent.
 
     ``forward(fovea (B, 1, 28, 28) in [0, 1]) -> logits (B, 10)``. The input is centred
-    (x - 0.5) inside, so a grey noise background is near zero.
+    (x - GREY, the noise display's mid-grey) inside, so a grey noise background is near zero.
     """
 
     def __init__(self, *, width: int = 24, hidden: int = 256, dropout: float = 0.25) -> None:

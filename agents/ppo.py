@@ -24,7 +24,7 @@ import saccade_env
 from saccade_env.core import check_device
 from saccade_env.wrappers import ActionMapping
 
-from .base import LOOK, N_CLASSES, must_answer
+from .base import LOOK, N_CLASSES, SENSORS, must_answer
 from .checkpoint import CheckpointError, load_checkpoint
 from .sb3_extractors import RetinaExtractor
 
@@ -54,7 +54,7 @@ class SB3Agent:
     def __init__(self, *, policy, mapping: ActionMapping, name: str = NAME) -> None:
         self.policy, self.mapping, self.name = policy, mapping, name
         self.keys = tuple(policy.observation_space.spaces)
-        self.sensors = tuple(k for k in ("fovea", "periphery", "glimpse") if k in self.keys)
+        self.sensors = tuple(k for k in SENSORS if k in self.keys)
         self.recurrent = hasattr(policy, "lstm_actor")
         policy.set_training_mode(False)
 
