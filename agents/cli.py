@@ -141,6 +141,14 @@ def at_least(lo: int) -> Callable[[str], int]:
     return parse
 
 
+def seeded_init(seed: int, build: Callable[[], Any]) -> Any:
+    """``build()`` with torch's CPU generator seeded by ``seed`` (and left as it was after): initial
+    weights that depend on the seed alone, so two runs of one command start alike."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> cuda when available, else cpu; a device that is not there is a clear error."""
     if name == "auto":
@@ -322,11 +330,14 @@ MAY_CHANGE = frozenset({"steps", "minutes", "total_timesteps", "lr", "loc_lr", "
 
 def save_resume(path: Path, *, step: int, elapsed: float, config: Any, extra: dict | None = None, **stateful) -> None:
     """Write the resume file atomically: ``stateful`` modules, optimisers, schedulers and
-    torch.Generators by name, the step reached, the wall time spent so far, the run's
-    configuration and ``extra`` (tensors and plain values)."""
+    torch.Generators by name, torch's global random streams, the step reached, the wall time
+    spent so far, the run's configuration and ``extra`` (tensors and plain values)."""
     from .checkpoint import atomic_save
+    rng = {"torch": torch.get_rng_state()}  # torch's global stream (dropout draws from it)
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
     atomic_save({"step": step, "elapsed": elapsed, "config": dataclasses.asdict(config), "extra": extra or {},
-                 "state": {k: _state_of(v) for k, v in stateful.items()}}, path)
+                 "rng": rng, "state": {k: _state_of(v) for k, v in stateful.items()}}, path)
 
 
 def load_resume(path: Path, *, device: torch.device, config: Any | None = None, extra: dict | None = None,
@@ -367,6 +378,10 @@ def load_resume(path: Path, *, device: torch.device, config: Any | None = None, 
                              f"it was written with another configuration or script: {fix}") from None
     if extra is not None:
         extra.update(r.get("extra", {}))
+    if "torch" in r.get("rng", {}):
+        torch.set_rng_state(r["rng"]["torch"].cpu())
+    if "cuda" in r.get("rng", {}) and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in r["rng"]["cuda"]])
     return int(r["step"]), float(r["elapsed"])
 
 

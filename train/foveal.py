@@ -32,7 +32,7 @@ from tqdm import tqdm
 from agents.baselines import load_foveal
 from agents.checkpoint import save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, cosine, finish_run, load_resume, parse_config,
-                        prepare_run, resolve_device, run_meta, save_resume, writer)
+                        prepare_run, resolve_device, run_meta, save_resume, seeded_init, writer)
 from agents.nets import FovealClassifier
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.retina import fovea
@@ -130,11 +130,12 @@ def val_scores(net: FovealClassifier, cfg: Config, device: torch.device) -> dict
 
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="foveal", checkpoint="foveal.pt")
+    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     samplers = make_samplers(cfg, cfg.split, device)
-    net = FovealClassifier(width=cfg.width).to(device)
+    net = seeded_init(cfg.seed, lambda: FovealClassifier(width=cfg.width)).to(device)
     if cfg.init:
         init = load_foveal(cfg.init, device=device)
         if init.config != net.config:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from agents.checkpoint import save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, cosine, finish_run, load_resume, parse_config,
-                        prepare_run, resolve_device, run_meta, save_resume, writer)
+                        prepare_run, resolve_device, run_meta, save_resume, seeded_init, writer)
 from agents.nets import SceneClassifier
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.scene import SceneSampler
@@ -64,13 +64,14 @@ def accuracy(net: SceneClassifier, sampler: SceneSampler, n: int, gen: torch.Gen
 
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="fullview", checkpoint="fullview.pt")
+    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     full = preset_scene(cfg.env)
     levels = [full.noise * i / 4 for i in range(5)]  # 0 .. the preset's level: find digits first
     samplers = [SceneSampler(dataclasses.replace(full, noise=n), split=cfg.split, device=device) for n in levels]
-    net = SceneClassifier(width=cfg.width).to(device)
+    net = seeded_init(cfg.seed, lambda: SceneClassifier(width=cfg.width)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = cosine(opt, cfg.steps)
     start, elapsed = 0, 0.0

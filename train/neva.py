@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, finish_run, load_resume, parse_config, prepare_run,
-                        resolve_device, save_resume, writer)
+                        resolve_device, save_resume, seeded_init, writer)
 from agents.neva import (BackProjector, NevaConfig, ViewClassifier, foveate, gaussian_blur, memory, paste,
                          reconstruct)
 from saccade_env.core import SaccadeCore, make_config
@@ -55,6 +55,7 @@ class Config(RunOptions):
     p_near: float = field(default=0.6, metadata={
         "min": 0, "max": 1, "help": "probability that a fixation is near the digit"})
     near_px: float = field(default=6.0, metadata={"min": 0, "help": "std (px) of a fixation 'near the digit'"})
+    val_scenes: int = field(default=512, metadata={"min": 1, "help": "scenes of the fixed validation set"})
     eval_every: int = field(default=250, metadata={"min": 1, "help": "steps between validation and resume file"})
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads (shared machine: 1)"})
     split: str = field(default="train[:55000]", metadata={"help": "digits fitted (MNIST split or slice)"})
@@ -110,6 +111,7 @@ def make_views(core: SaccadeCore, bp: BackProjector, ncfg: NevaConfig, keys: tor
 
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="neva", checkpoint="neva.pt")
+    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     preset = next(p for p in PRESETS if p.id == cfg.env)
@@ -117,7 +119,7 @@ def main(cfg: Config) -> None:
     ncfg = NevaConfig(scene_size=ecfg.scene.size, fovea=ecfg.fovea_size, background=ecfg.scene.background)
     core = SaccadeCore(ecfg, device=device)
     bp = BackProjector(ncfg, ecfg.periphery).to(device)
-    model = ViewClassifier(width=cfg.width, pool=ncfg.pool).to(device)
+    model = seeded_init(cfg.seed, lambda: ViewClassifier(width=cfg.width, pool=ncfg.pool)).to(device)
     if cfg.init:
         init = load_checkpoint(cfg.init, agent="neva", script="train/neva.py")
         if init["config"]["classifier"] != model.config:
@@ -136,9 +138,9 @@ def main(cfg: Config) -> None:
     tb = writer(files.dir)
     # a fixed validation set (scene keys far from the training ones): seen views, centre only / + digit
     vgen = torch.Generator(device=device).manual_seed(10_000 + cfg.seed)
-    vkeys = torch.arange(512, device=device) + 10**9
+    vkeys = torch.arange(cfg.val_scenes, device=device) + 10**9
     with torch.no_grad():
-        zeros = torch.zeros(512, dtype=torch.long, device=device)
+        zeros = torch.zeros(cfg.val_scenes, dtype=torch.long, device=device)
         val = {"centre": make_views(val_core, bp, ncfg, vkeys, vgen, dataclasses.replace(cfg, near_px=0.0), zeros,
                                     zeros),
                "centre+digit": make_views(val_core, bp, ncfg, vkeys, vgen,

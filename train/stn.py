@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     shipped = DEFAULT_CHECKPOINTS.get(cfg.env, f"stn-{cfg.env}.pt")
     name = cfg.name or shipped[:-3]
     files = prepare_run(cfg, default_name=name, checkpoint=shipped)
+    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -33,7 +33,7 @@ from agents import what_where as ww
 from agents.baselines import load_foveal
 from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, safe_load, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
-                        parse_config, prepare_run, resolve_device, run_meta, save_resume, writer)
+                        parse_config, prepare_run, resolve_device, run_meta, save_resume, seeded_init, writer)
 from agents.scenes import preset_scene, sample_scenes
 from saccade_env.core import make_config
 from saccade_env.retina import Periphery, glimpse
@@ -213,6 +213,7 @@ def choice_quality(where: ww.WhereNet, data: dict, acc_map: torch.Tensor, cfg: C
 def main(cfg: Config) -> dict:
     shipped = "what_where_glimpse" if cfg.arch == "glimpse" else "what_where"
     files = prepare_run(cfg, default_name=shipped, checkpoint=f"{shipped}.pt")
+    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     try:
@@ -229,7 +230,8 @@ def main(cfg: Config) -> dict:
     acc_map = accuracy_map(what, train_s, cfg, seeded(1))
     data, val = cached_data(cfg, lambda: (make_dataset(train_s, periphery, cfg.scenes, cfg, seeded(2)), make_dataset(
         val_s, periphery, cfg.val_scenes, cfg, seeded(3))), device)
-    where = ww.build_where(where_config(cfg), periphery=periphery, scene_size=env_cfg.scene.size).to(device)
+    where = seeded_init(cfg.seed, lambda: ww.build_where(where_config(cfg), periphery=periphery,
+                                                         scene_size=env_cfg.scene.size)).to(device)
     print(f"accuracy map and {cfg.scenes + cfg.val_scenes} {where.cfg.sensor} samples ready after "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     where.fit_input(data[where.cfg.sensor][:4096])
