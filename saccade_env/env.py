@@ -67,11 +67,13 @@ class SaccadeMNISTEnv(gym.Env):
     ``split="test"`` scores each test digit once, as the papers do).
 
     ## Example
+    ```python
     >>> import gymnasium as gym, numpy as np, saccade_env
     >>> env = gym.make("SaccadeMNIST-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(
     ...     {"saccade": np.array([0.3, -0.2], np.float32), "answer": 10})
+    ```
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 4}
