@@ -1,12 +1,16 @@
-"""The What/Where figures of Daucé et al. 2020, regenerated, and the numbers of docs/notes/what_where.md.
+"""The What/Where figures of Daucé et al. 2020, regenerated, with the numbers set beside the paper's.
 
     python eval/what_where_figures.py                # full (55x55 map, 500 episodes per point)
-    python eval/what_where_figures.py --quick        # CPU: coarser map, fewer episodes
+    python eval/what_where_figures.py --quick        # CPU: coarser map, fewer episodes per curve point
 
-Writes docs/what_where_accuracy_map.png (What's accuracy vs the shift between fixation and
-digit centre), docs/what_where_eccentricity_c{0.3,0.5,0.7}.png (accuracy vs eccentricity
-after at most 0..3 saccades at each contrast) and docs/what_where_results.json (every number).
-All episodes run through agents.rollout (SaccadeMNIST-v0, test split).
+Writes docs/what_where_contrast.png (the paper's contrast figure: the digit centred under the
+fovea, no saccade, at contrast 0.3 / 0.5 / 0.7, at noise 0.75 (v0) and 1.0 (the paper's), beside
+the paper's numbers), docs/what_where_accuracy_map.png (What's accuracy vs the shift between
+fixation and digit centre), docs/what_where_eccentricity_c{0.3,0.5,0.7}.png (accuracy vs
+eccentricity after at most 0..3 saccades at each contrast) and docs/what_where_results.json
+(every number). All episodes run through agents.rollout (SaccadeMNIST-v0, test split); the
+numbers set beside the paper's (the contrast figure, the 30-40 px and overall numbers) play
+every one of the 10,000 test digits once.
 """
 from __future__ import annotations
 
@@ -23,24 +27,30 @@ from agents import what_where as ww
 from agents.baselines import load_agent as load_baseline
 from agents.baselines import load_foveal
 from agents.cli import at_least
-from agents.rollout import evaluate, make_env, run_episodes
+from agents.rollout import evaluate, make_env, run_episodes, split_size
 from agents.scenes import preset_scene
 from saccade_env.scene import SceneSampler
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRASTS = (0.3, 0.5, 0.7)
+PAPER_CONTRAST = {0.3: 0.53, 0.5: 0.82, 0.7: 0.92}  # Daucé et al. 2020: centred digit, no saccade, noise 1.0
 BUDGETS = (0, 1, 2, 3)
 COLOURS = [(200, 120, 30), (40, 160, 40), (30, 30, 220), (160, 40, 160)]  # BGR
 
 
-def accuracy_at(agent, *, budget: int, ecc: np.ndarray, contrast: float, seed: int, batch: int = 500) -> float:
-    """Accuracy of ``agent`` over episodes whose digits sit at the eccentricities ``ecc`` (px)."""
+def accuracy_at(agent, *, budget: int, ecc: np.ndarray, contrast: float, seed: int, batch: int = 500,
+                every_digit: bool = False) -> float:
+    """Accuracy of ``agent`` over episodes whose digits sit at the eccentricities ``ecc`` (px);
+    with ``every_digit``, episode j shows test digit j (``ecc`` then has one entry per test digit)."""
     venv = make_env("SaccadeMNIST-v0", agent=agent, num_envs=min(batch, len(ecc)), max_saccades=budget,
                     split="test", contrast=contrast)
     B, correct = venv.num_envs, []
     for w in range(0, len(ecc), B):
         e = np.resize(ecc[w:w + B], B)  # the last wave is padded, then cut
-        ep = run_episodes(venv, agent, seed=seed + w, options={"eccentricity": e.astype(np.float32)})
+        options = {"eccentricity": e.astype(np.float32)}
+        if every_digit:
+            options["digit_index"] = np.minimum(np.arange(w, w + B), len(ecc) - 1)
+        ep = run_episodes(venv, agent, seed=seed + w, options=options)
         correct.append(ep.correct.cpu().numpy()[: min(B, len(ecc) - w)])
     venv.close()
     return float(np.concatenate(correct).mean())
@@ -93,6 +103,23 @@ def map_image(path: Path, acc: np.ndarray, *, radius: int, title: str) -> None:
     cv2.imwrite(str(path), img)
 
 
+def contrast_figure(foveal: str | None, device: str, out: Path) -> dict:
+    """The paper's contrast figure: the ``center`` agent (What on the centred fovea), the digit at
+    the scene's centre, no saccade, every test digit once, at each contrast and noise 0.75 / 1.0."""
+    center = load_baseline("center", foveal, device=device)
+    curves = {}
+    for noise in (0.75, 1.0):
+        curves[f"noise {noise}"] = [evaluate(center, budget=0, episodes=None, device=device, seed=0,
+                                             placement="center", contrast=c, noise=noise).accuracy for c in CONTRASTS]
+    line_plot(out / "what_where_contrast.png", list(CONTRASTS), curves,
+              title="What, centred digit, no saccade (stars: the paper, noise 1.0)", xlabel="contrast",
+              ylabel="accuracy", ref={f"paper {c}": (c, v) for c, v in PAPER_CONTRAST.items()})
+    print("contrast figure: " + "; ".join(f"{k}: " + " ".join(f"{v:.4f}" for v in ys) for k, ys in curves.items()),
+          flush=True)
+    return {"contrasts": list(CONTRASTS), "paper_noise_1.0": [PAPER_CONTRAST[c] for c in CONTRASTS],
+            "episodes": split_size("test"), **curves}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="coarser map (3 px), eccentricities every 10 px, 150 episodes per point")
@@ -141,17 +168,19 @@ def main() -> None:
                   title=f"What/Where, contrast {c}: accuracy vs eccentricity", xlabel="eccentricity (px)",
                   ylabel="accuracy")
     # --- the issue's numbers (contrast 0.7)
-    near = rng.uniform(0, 5, n_all // 2)
-    far = rng.uniform(30, 40, n_all // 2)
-    nums = {"centred_ecc<5_budget0": accuracy_at(agent, budget=0, ecc=near, contrast=0.7, seed=200),
-            "ecc30-40_budget1": accuracy_at(agent, budget=1, ecc=far, contrast=0.7, seed=300),
-            "ecc30-40_budget3": accuracy_at(agent, budget=3, ecc=far, contrast=0.7, seed=300)}
-    r3 = evaluate(agent, budget=3, episodes=n_all, device=a.device, seed=0)
+    n_test = split_size("test")  # beside the paper's numbers: every test digit once
+    near = rng.uniform(0, 5, n_test)
+    far = rng.uniform(30, 40, n_test)
+    nums = {"centred_ecc<5_budget0": accuracy_at(agent, budget=0, ecc=near, contrast=0.7, seed=200, every_digit=True),
+            "ecc30-40_budget1": accuracy_at(agent, budget=1, ecc=far, contrast=0.7, seed=300, every_digit=True),
+            "ecc30-40_budget3": accuracy_at(agent, budget=3, ecc=far, contrast=0.7, seed=300, every_digit=True)}
+    print(json.dumps(nums), flush=True)
+    r3 = evaluate(agent, budget=3, episodes=None, device=a.device, seed=0)
     oracle = load_baseline("oracle", a.foveal, device=a.device)
-    o3 = evaluate(oracle, budget=3, episodes=n_all, device=a.device, seed=0)
+    o3 = evaluate(oracle, budget=3, episodes=None, device=a.device, seed=0)
     nums.update({"overall_budget3": r3.accuracy, "overall_budget3_interval": r3.interval,
                  "oracle_budget3": o3.accuracy, "oracle_budget3_interval": o3.interval,
-                 "oracle_ecc30-40": accuracy_at(oracle, budget=3, ecc=far, contrast=0.7, seed=300),
+                 "oracle_ecc30-40": accuracy_at(oracle, budget=3, ecc=far, contrast=0.7, seed=300, every_digit=True),
                  "mean_saccades_budget3": float(r3.n_saccades.mean()), "decisions_per_s_budget3": r3.decisions_per_s})
     # --- options: inhibition of return, evidence accumulation, Where's mirrored second view
     options = {"ior": dict(inhibition_of_return=True), "accumulate": dict(accumulate=True),
@@ -165,6 +194,7 @@ def main() -> None:
         nums[f"{name}_ecc30-40_budget1"] = accuracy_at(ag, budget=1, ecc=far, contrast=0.7, seed=300)
         nums[f"{name}_ecc30-40_budget3"] = accuracy_at(ag, budget=3, ecc=far, contrast=0.7, seed=300)
     res["numbers"] = nums
+    res["contrast"] = contrast_figure(a.foveal, a.device, out)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "what_where_results.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(nums, indent=1))
