@@ -57,6 +57,13 @@ def test_no_lab_notebook_words_in_the_docs():
         assert not words, f"{path.relative_to(ROOT)} speaks of {sorted(set(words))}"
 
 
+def test_every_script_the_docs_name_exists():
+    """Each `python <script>.py` or `bash <script>.sh` of the README and the site is a file of the repository."""
+    for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
+        for script in re.findall(r"(?:python3?|bash)\s+((?:[\w.-]+/)*[\w.-]+\.(?:py|sh))\b", path.read_text()):
+            assert (ROOT / script).is_file(), f"{path.relative_to(ROOT)} names {script}, which does not exist"
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason='needs the docs extra: pip install -e ".[docs]"')
 def test_site_builds_offline_in_strict_mode(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
