@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,47 @@ def test_every_script_the_docs_name_exists():
     for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
         for script in re.findall(r"(?:python3?|bash)\s+((?:[\w.-]+/)*[\w.-]+\.(?:py|sh))\b", path.read_text()):
             assert (ROOT / script).is_file(), f"{path.relative_to(ROOT)} names {script}, which does not exist"
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+    """(page, script, argv) of every `python train/... .py` or `python eval/... .py` command of
+    the README and the site, in code blocks or inline code, continuation lines joined."""
+    found = []
+    for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
+        text = path.read_text()
+        chunks = re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+        chunks += [" ".join(c.split()) for c in re.findall(r"(?<!`)`([^`]*python3? (?:train|eval)/[^`]*)`(?!`)", text)]
+        for chunk in chunks:
+            for line in chunk.replace("\\\n", " ").splitlines():
+                m = re.search(r"python3? ((?:train|eval)/\w+\.py)(.*)", line)
+                if m:
+                    args = m.group(2).split("#")[0].split("&&")[0].split("|")[0]
+                    found.append((str(path.relative_to(ROOT)), m.group(1), shlex.split(args)))
+    return found
+
+
+def test_documented_commands_parse():
+    """The flags of every documented command are accepted by its script's parser (scripts with a
+    config dataclass parsed by agents.cli.parse_config; placeholders such as <preset> skipped)."""
+    from agents.cli import parse_config
+
+    commands = documented_commands()
+    assert len(commands) > 20
+    modules = {}
+    for page, script, argv in commands:
+        if any("<" in a for a in argv) or "--help" in argv:
+            continue
+        if script not in modules:
+            spec = importlib.util.spec_from_file_location("_doc_" + script.replace("/", "_")[:-3], ROOT / script)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            modules[script] = module
+        if hasattr(modules[script], "Config"):
+            try:
+                parse_config(modules[script].Config, argv)
+            except SystemExit:
+                pytest.fail(f"{page}: `python {script} {' '.join(argv)}` is refused by its parser")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason='needs the docs extra: pip install -e ".[docs]"')
