@@ -71,7 +71,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     found = []
     for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
         text = path.read_text()
-        chunks = re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+        chunks = [code for lang, code in re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M) if lang in ("bash", "")]
         chunks += [" ".join(c.split()) for c in re.findall(r"(?<!`)`([^`]*python3? (?:train|eval)/[^`]*)`(?!`)", text)]
         for chunk in chunks:
             for line in chunk.replace("\\\n", " ").splitlines():
