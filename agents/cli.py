@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
+import numpy as np
 import torch
 
 from saccade_env.core import check_device
@@ -81,15 +82,15 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
         inner = args[0]
         return tuple(_coerce(name, v, inner) for v in value)
     if typ is bool:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
+        if isinstance(value, (bool, np.bool_)):
             return bool(value)
         raise TypeError(f"{_flag(name)} is a boolean (True or False), got {value!r}")
     if typ is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
             return int(value)
         raise TypeError(f"{_flag(name)} must be an integer, got {value!r}")
     if typ is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             value = float(value)
             if not math.isfinite(value):
                 raise ValueError(f"{_flag(name)} must be a finite number, got {value!r}")
@@ -235,6 +236,8 @@ def prepare_run(cfg: RunOptions, *, default_name: str, checkpoint: str, resume_f
         raise SystemExit(f"{rdir} already holds a run: continue it with --resume, choose another --name, or pass "
                          f"--overwrite to start it again from scratch (its files are then replaced)")
     shipped = checkpoint_dir() / checkpoint
+    if out.is_dir():
+        raise SystemExit(f"--out {out} is a folder: pass a file name, e.g. --out {out / checkpoint}")
     if out.exists() and not cfg.overwrite:
         if out.resolve().parent == shipped.resolve().parent:
             raise SystemExit(f"--out {out} is a shipped checkpoint: leave --out out (the run writes "
@@ -242,8 +245,6 @@ def prepare_run(cfg: RunOptions, *, default_name: str, checkpoint: str, resume_f
                              f"--overwrite")
         if not continuing:  # a continued run rewrites its own checkpoint
             raise SystemExit(f"--out {out} exists: pass another --out, or --overwrite to replace it")
-    if out.is_dir():
-        raise SystemExit(f"--out {out} is a folder: pass a file name, e.g. --out {out / checkpoint}")
     for what, path in (("--runs", rdir), ("--out", out.parent)) + ((("--promote", shipped.parent),) if cfg.promote else ()):
         bad = _writable(path)
         if bad is not None:

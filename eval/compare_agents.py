@@ -2,13 +2,16 @@
 
     python eval/compare_agents.py                          # every agent with a checkpoint but OPT_IN, k = 0..5
     python eval/compare_agents.py --agents center oracle --budgets 0 1 2 --episodes 500
+    python eval/compare_agents.py --out docs/compare --overwrite   # rewrites the committed table and figures
 
 Each agent plays ``--episodes`` test episodes of ``--env`` at each budget k (the env's
 ``max_saccades=k``); the episodes are fixed by ``--seed``, so two runs print the same
 table. Prints a Markdown table (accuracy with its 95% Wilson interval per k, mean
 saccades used, decisions per second, a mark on privileged agents) and writes it with
-CSV, JSON and two figures into ``--out``: accuracy vs saccade count, and accuracy vs
-the target's eccentricity per k (Daucé et al. 2020's figures).
+CSV, JSON and two figures into ``--out`` (default: a new folder runs/compare/<date-time>/):
+accuracy vs saccade count, and accuracy vs the target's eccentricity per k (Daucé et al.
+2020's figures). Each agent's rows are printed, and the CSV and JSON rewritten, as soon as
+it finishes: an interrupted comparison keeps what it measured.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from tqdm import tqdm
 
 from agents import registry
 from agents.checkpoint import CheckpointError
-from agents.cli import parse_config, resolve_device
+from agents.cli import check_ranges, parse_config, resolve_device
 from agents.rollout import BudgetResult, evaluate, split_size
 
 ECC_BINS = np.arange(0, 45, 5)  # 0-5, 5-10, ..., 35-40 px
@@ -43,11 +46,14 @@ class Config:
     agents: tuple[str, ...] = field(default=(), metadata={"help": "agents to compare (default: every agent "
                                                                    "of --env with a checkpoint, but OPT_IN)"})
     budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
-    episodes: int = field(default=1000, metadata={"help": "test episodes per agent and budget"})
+    episodes: int = field(default=1000, metadata={"min": 1, "help": "test episodes per agent and budget"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    seed: int = field(default=0, metadata={"help": "seed of the episodes (and of agents' own randomness)"})
-    batch_size: int = field(default=500, metadata={"help": "episodes run at once"})
-    out: str = field(default="docs/compare", metadata={"help": "directory for the table and figures"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the episodes (and of agents' own randomness)"})
+    batch_size: int = field(default=500, metadata={"min": 1, "help": "episodes run at once"})
+    out: str = field(default="", metadata={"help": "folder for the table and figures (default: a new "
+                                                   "runs/compare/<date-time>/)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "write into an --out folder that already holds files (e.g. the committed docs/compare)"})
     full_test: bool = field(default=False, metadata={
         "help": "play every test digit exactly once per budget, in order (10,000 episodes; --episodes is "
                 "ignored): the papers' way of scoring, used for every number set beside a paper's"})
@@ -55,6 +61,7 @@ class Config:
                                                      "most 100 episodes per budget; --no-cap plays --episodes"})
 
     def __post_init__(self):
+        check_ranges(self)
         unknown = [a for a in self.agents if a not in registry.AGENTS]
         if unknown:
             raise ValueError(f"unknown agent(s) {unknown}; known: {', '.join(registry.AGENTS)}")
@@ -155,7 +162,47 @@ def monte_carlo(agent, samples: int, *, env_id: str, budget: int, episodes: int 
     return res
 
 
+def output_dir(cfg: Config) -> Path:
+    """The folder the results go to, checked and created before any episode is played."""
+    if cfg.out:
+        out = Path(cfg.out)
+        if out.exists() and not out.is_dir():
+            raise SystemExit(f"--out {out} is a file: pass a folder")
+        if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
+            raise SystemExit(f"--out {out} already holds files: pass --overwrite to replace them, or another --out "
+                             f"(leave it out for a new runs/compare/<date-time>/)")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / "compare" / stamp
+        for i in range(2, 1000):
+            if not out.exists():
+                break
+            out = out.with_name(f"{stamp}-{i}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise SystemExit(f"--out {out}: cannot write there ({err.strerror or err}): pass another --out") from None
+    return out
+
+
+def write_rows(out: Path, rows: list[dict], meta: dict) -> None:
+    """table.csv and table.json with the rows measured so far (each file replaced atomically)."""
+    from agents.checkpoint import atomic_write
+
+    def csv_file(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    atomic_write(out / "table.csv", csv_file)
+    atomic_write(out / "table.json", lambda tmp: Path(tmp).write_text(json.dumps({**meta, "rows": rows}, indent=1)))
+
+
 def main(cfg: Config) -> str:
+    out = output_dir(cfg)
     device = resolve_device(cfg.device)
     names = list(cfg.agents) or [n for n in registry.available(cfg.env) if n not in OPT_IN]
     left_out = [n for n in registry.available(cfg.env) if n in OPT_IN] if not cfg.agents else []
@@ -186,6 +233,11 @@ def main(cfg: Config) -> str:
         print(f"on a CPU, {', '.join(capped)} (gradient-based planners, slow) play {min(episodes[n] for n in capped)} "
               f"episodes per budget; --no-cap plays {cfg.episodes}")
     results: dict[str, list[BudgetResult]] = {}
+    privileged = {n: bool(a.privileged) for n, a in agents.items()}
+    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
+    meta = {"config": dataclasses.asdict(cfg), "device": str(device), "machine": machine}
+    rows: list[dict] = []
     t0 = time.perf_counter()
     with tqdm(total=len(cfg.budgets) * sum(episodes.values()), desc="episodes", unit="ep") as bar:
         for n, agent in agents.items():
@@ -197,27 +249,21 @@ def main(cfg: Config) -> str:
                           else monte_carlo(agent, mc, env_id=cfg.env, budget=k, episodes=count, device=device,
                                            seed=cfg.seed, batch_size=cfg.batch_size, bar=bar)
                           for k in cfg.budgets]
+            mine = rows_of(n, privileged[n], results[n])
+            rows += mine
+            write_rows(out, rows, {**meta, "wall_s": time.perf_counter() - t0})
+            bar.write(f"{n}: " + ", ".join(f"k={r['budget']} {fmt(r['accuracy'], r['ci_low'], r['ci_high'])}"
+                                           for r in mine) + f" (written to {out}/table.csv)")
     wall = time.perf_counter() - t0
-    privileged = {n: bool(a.privileged) for n, a in agents.items()}
-    rows = [row for n in results for row in rows_of(n, privileged[n], results[n])]
     table = markdown(rows, cfg.budgets)
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
     counts = (f"{cfg.episodes} episodes per cell" if not capped else
               f"{cfg.episodes} episodes per cell ({', '.join(f'{n}: {episodes[n]}' for n in capped)})")
     if cfg.full_test:
         counts = f"every test digit once per cell ({split_size('test')} episodes)"
     footer = (f"\n{cfg.env}, test split, {counts}, seed {cfg.seed}; "
               f"{wall:.0f} s on {device} ({machine}).\n")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + footer)
-    with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    (out / "table.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "device": str(device),
-                                                "machine": machine, "wall_s": wall, "rows": rows}, indent=1))
+    write_rows(out, rows, {**meta, "wall_s": wall})
     plot(results, privileged, out, cfg.env)
     print(table + footer + f"Wrote {out}/table.md, table.csv, table.json, accuracy_vs_saccades.png, "
                            f"accuracy_vs_eccentricity.png")

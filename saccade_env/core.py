@@ -24,7 +24,7 @@ import torch
 from . import rng
 from .data import parse_split
 from .retina import Periphery, PeripheryConfig, fovea, glimpse
-from .scene import DIGIT, SceneConfig, SceneSampler, offsets_to_xy
+from .scene import DIGIT, SceneConfig, SceneSampler, _plain_values, offsets_to_xy
 
 SENSORS = ("fovea", "periphery", "glimpse")
 LOOK = 10  # the answer that means "saccade, don't answer yet"
@@ -76,6 +76,7 @@ class EnvConfig:
     privileged: bool = False
 
     def __post_init__(self) -> None:
+        _plain_values(self)  # NumPy scalars as Python numbers; NaN, infinities and non-bool flags refused
         bad = [s for s in self.sensors if s not in SENSORS]
         if bad or not self.sensors or len(set(self.sensors)) != len(self.sensors):
             raise ValueError(f"sensors must be distinct names among {SENSORS}, got {self.sensors!r}")

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ class SceneConfig:
     rotate: float = 0.0
 
     def __post_init__(self) -> None:
+        _plain_values(self)
         if not isinstance(self.size, int) or self.size < DIGIT or self.size % 2:
             raise ValueError(f"SceneConfig.size must be an even int >= {DIGIT}, got {self.size!r}")
         for name in ("contrast", "noise"):
@@ -103,15 +105,22 @@ class SceneConfig:
         if self.placement not in PLACEMENTS:
             raise ValueError(f"SceneConfig.placement must be one of {PLACEMENTS}, got {self.placement!r}")
         if self.placement == "radial":
-            if not (self.ecc_std > 0 and 0 <= self.ecc_max <= self.max_offset):
+            if not (isinstance(self.ecc_std, float) and isinstance(self.ecc_max, float) and self.ecc_std > 0
+                    and 0 <= self.ecc_max <= self.max_offset):
                 raise ValueError(
                     f"radial placement needs ecc_std > 0 and 0 <= ecc_max <= {self.max_offset} "
                     f"(so the digit stays inside a {self.size}px scene), got ecc_std={self.ecc_std}, "
                     f"ecc_max={self.ecc_max}")
-        if self.sf_0 <= 0 or self.B_sf <= 0:
-            raise ValueError(f"SceneConfig.sf_0 and B_sf must be > 0, got {self.sf_0}, {self.B_sf}")
+        if not (isinstance(self.sf_0, float) and 0.0 < self.sf_0 <= 0.5):
+            raise ValueError(f"SceneConfig.sf_0 is a spatial frequency in cycles/px in (0, 0.5] (0.5: the pixel "
+                             f"grid's Nyquist limit; 0.1 by default), got {self.sf_0!r}")
+        if not (isinstance(self.B_sf, float) and 0.001 <= self.B_sf <= 1.0):
+            raise ValueError(f"SceneConfig.B_sf is a frequency bandwidth in cycles/px in [0.001, 1] (0.1 by "
+                             f"default), got {self.B_sf!r}")
         if not (isinstance(self.n_textures, int) and self.n_textures >= 1):
             raise ValueError(f"SceneConfig.n_textures must be an int >= 1, got {self.n_textures!r}")
+        if not (isinstance(self.texture_seed, int) and self.texture_seed >= 0):
+            raise ValueError(f"SceneConfig.texture_seed must be an int >= 0, got {self.texture_seed!r}")
         if not (isinstance(self.n_clutter, int) and self.n_clutter >= 0):
             raise ValueError(f"SceneConfig.n_clutter must be an int >= 0, got {self.n_clutter!r}")
         if not (isinstance(self.clutter_size, int) and 1 <= self.clutter_size <= DIGIT):
@@ -146,6 +155,32 @@ class SceneConfig:
         return float(reach) / (self.size / 2)
 
 
+def _plain_values(cfg) -> None:
+    """Store every number of the frozen dataclass ``cfg`` as the Python type of its field's default
+    (NumPy scalars are taken as the numbers they hold), refusing NaN and infinities, and check its
+    bool and str fields; a field's own check then says its range. A bad value is a TypeError or
+    ValueError naming it."""
+    name = type(cfg).__name__
+    for f in fields(cfg):
+        v, kind = getattr(cfg, f.name), type(f.default)
+        if kind is bool:
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name}.{f.name} must be True or False, got {v!r}")
+            v = bool(v)
+        elif kind is int:  # other values meet the field's own check, which says its range
+            if isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{name}.{f.name} must be an int, got {v!r}")
+            if isinstance(v, numbers.Integral):
+                v = int(v)
+        elif kind is float and isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)):
+            v = float(v)  # other values meet the field's own check
+            if not math.isfinite(v):
+                raise ValueError(f"{name}.{f.name} must be a finite number, got {v!r}")
+        elif kind is str and not isinstance(v, str):
+            raise TypeError(f"{name}.{f.name} must be a string, got {v!r}")
+        object.__setattr__(cfg, f.name, v)
+
+
 # ---------------------------------------------------------------------------------------
 # MotionClouds texture bank
 # ---------------------------------------------------------------------------------------
@@ -178,30 +213,60 @@ def texture_bank(cfg: SceneConfig) -> np.ndarray:
     """The background textures of ``cfg``, built once and cached on disk keyed by their
     parameters (directory: ``$SACCADE_ENV_CACHE`` or ``~/.cache/saccade_env``).
 
+    The cache file carries a SHA-256 checksum of its parameters and content, and its first
+    texture is rebuilt and compared at each load: a file that does not match (damaged, empty,
+    partial, or holding other textures) is rebuilt, with a warning.
+
     Returns:
         (n_textures, size, size) float32 in [0, 1].
     """
     params = {k: asdict(cfg)[k] for k in ("size", "sf_0", "B_sf", "n_textures", "texture_seed")}
-    digest = hashlib.sha1(repr(sorted(params.items())).encode() + b"v1").hexdigest()[:16]
-    path = _cache_dir() / f"motionclouds_{digest}.npy"
+    key = repr(sorted(params.items()))
+    digest = hashlib.sha1(key.encode() + b"v1").hexdigest()[:16]
+    path = _cache_dir() / f"motionclouds_{digest}.npz"
     if path.exists():
-        try:
-            bank = np.load(path)
-            if bank.shape == (cfg.n_textures, cfg.size, cfg.size) and np.isfinite(bank).all():
-                return bank
-        except (OSError, ValueError):
-            pass
-        warnings.warn(f"ignoring the unreadable texture cache {path}; rebuilding it", stacklevel=2)
+        bank = _read_bank(path, cfg, key)
+        if bank is not None:
+            return bank
+        warnings.warn(f"the texture cache {path} does not match its checksum or its parameters (damaged, "
+                      f"partial, or other textures); rebuilding it", stacklevel=2)
     bank = _make_textures(cfg)
+    if not np.isfinite(bank).all():
+        raise ValueError(f"SceneConfig sf_0={cfg.sf_0}, B_sf={cfg.B_sf} give a texture envelope with no "
+                         f"energy on a {cfg.size}px grid (non-finite textures): widen B_sf or move sf_0")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            np.save(f, bank)
-        os.replace(f.name, path)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            np.savez(f, bank=bank, sha256=np.array(_checksum(key, bank)))
+        os.replace(tmp, path)
     except OSError as err:
         warnings.warn(f"could not cache the texture bank in {path.parent} ({err}); it is rebuilt "
                       f"at each start. Set {CACHE_ENV} to a writable directory to cache it.", stacklevel=2)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return bank
+
+
+def _checksum(key: str, bank: np.ndarray) -> str:
+    return hashlib.sha256(key.encode() + np.ascontiguousarray(bank, np.float32).tobytes()).hexdigest()
+
+
+def _read_bank(path: Path, cfg: SceneConfig, key: str) -> np.ndarray | None:
+    """The cached bank at ``path`` if it is whole and holds the textures of ``cfg``, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            bank, checksum = f["bank"], str(f["sha256"])
+    except Exception:  # noqa: BLE001  (empty, partial, not an npz: rebuilt)
+        return None
+    if bank.dtype != np.float32 or bank.shape != (cfg.n_textures, cfg.size, cfg.size):
+        return None
+    if checksum != _checksum(key, bank):
+        return None
+    first = _make_textures(replace(cfg, n_textures=1))[0]  # the bank's first texture, rebuilt: same parameters
+    return bank if np.array_equal(first, bank[0]) else None
 
 
 # ---------------------------------------------------------------------------------------

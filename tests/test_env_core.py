@@ -187,4 +187,4 @@ def test_global_rngs_untouched(tmp_path, monkeypatch):
     _play(env, 0)
     assert np.array_equal(np.random.get_state()[1], np_state)
     assert torch.equal(torch.random.get_rng_state(), torch_state)
-    assert list(tmp_path.glob("motionclouds_*.npy"))
+    assert list(tmp_path.glob("motionclouds_*.npz"))
