@@ -177,3 +177,25 @@ def test_a_new_vgg_classifier_behind_a_frozen_localiser(tmp_path, capsys):
         with pytest.raises(SystemExit):
             train.main([*common, *bad, "--steps", "1"])
         assert fix in capsys.readouterr().err
+
+
+def test_init_starts_the_whole_agent_from_a_checkpoint(tmp_path, capsys):
+    """--init copies localiser and classifier (and the classifier's architecture) of an STN
+    checkpoint: with learning rates ~0 the fine-tune ends where its source ended."""
+    train = _train_module()
+    common = ["--env", "SaccadeMNIST-Translated60-v0", "--batch-size", "8", "--hidden", "16", "--fc", "16",
+              "--eval-every", "0", "--final-episodes", "20", "--final-budgets", "1", "--runs-dir", str(tmp_path),
+              "--device", "cpu", "--threads", "1"]
+    first = train.main([*common, "--classifier", "vgg", "--channels", "4", "8", "--steps", "3",
+                        "--out", str(tmp_path / "a.pt")])
+    second = train.main([*common, "--steps", "1", "--lr", "1e-30", "--loc-lr", "1e-30", "--run-name", "b",
+                         "--init", str(tmp_path / "a.pt"), "--out", str(tmp_path / "b.pt")])
+    assert second["agent"].config.classifier == "vgg"
+    for (k, v), (k2, v2) in zip(first["agent"].state_dict().items(), second["agent"].state_dict().items()):
+        assert k == k2
+        if v.is_floating_point() and "running" not in k:  # batch-norm statistics move in train mode
+            assert torch.allclose(v, v2, atol=1e-6), k
+    with pytest.raises(SystemExit):
+        train.main([*common, "--steps", "1", "--init", str(tmp_path / "a.pt"), "--init-localiser",
+                    str(tmp_path / "a.pt")])
+    assert "without --init-classifier" in capsys.readouterr().err

@@ -81,6 +81,9 @@ class Config(RunOptions):
     init_classifier: str = field(default="", metadata={
         "help": "start the classifier from a shared What-pathway checkpoint (e.g. checkpoints/foveal.pt, "
                 "made by train/foveal.py); empty: a LeNet from scratch"})
+    init: str = field(default="", metadata={
+        "help": "start the whole agent (localiser and classifier) from this STN checkpoint: a fine-tune, e.g. on a "
+                "changed display (same --where-sensors, --hidden and --periphery-energy as that run)"})
     init_localiser: str = field(default="", metadata={
         "help": "start the localiser from this STN checkpoint (same sensors and width), e.g. to train a new "
                 "classifier behind a trained localiser"})
@@ -120,7 +123,10 @@ class Config(RunOptions):
             raise ValueError(f"--classifier must be 'lenet' or 'vgg', got {self.classifier!r}")
         if self.init_classifier and self.classifier != "lenet":
             raise ValueError("--init-classifier starts the shared What pathway; leave --classifier at lenet with it")
-        if self.freeze_localiser and not (self.init_localiser or self.resume):
+        if self.init and (self.init_classifier or self.init_localiser):
+            raise ValueError("--init starts the whole agent from a checkpoint: give it without --init-classifier "
+                             "and --init-localiser")
+        if self.freeze_localiser and not (self.init or self.init_localiser or self.resume):
             raise ValueError("--freeze-localiser keeps a trained localiser: give it one with --init-localiser "
                              "PATH (an STN checkpoint) or --resume")
         if self.decay not in ("none", "cosine"):
@@ -183,17 +189,23 @@ def step_losses(cfg: Config, agent: STNAgent, core: SaccadeCore, state, start: t
             "err_px": err_px.detach()[centred].mean() if bool(centred.any()) else err_px.new_tensor(float("nan"))}
 
 
-def localiser_weights(path: str, arch: STNConfig) -> dict[str, torch.Tensor]:
-    """The localiser's weights from the STN checkpoint ``path``, checked against ``arch``."""
+def stn_checkpoint(path: str, arch: STNConfig, flag: str) -> tuple[STNConfig, dict[str, torch.Tensor]]:
+    """The architecture and weights of the STN checkpoint ``path``, its localiser checked against ``arch``."""
     ckpt = load_checkpoint(path, agent="stn", script="train/stn.py")
     theirs = config_from_checkpoint(ckpt["config"])
     for key in ("where_sensors", "shapes", "hidden", "periphery_energy", "max_step"):
         if getattr(theirs, key) != getattr(arch, key):
-            raise ValueError(f"--init-localiser {path}: its localiser has {key}={getattr(theirs, key)!r}, this run "
+            raise ValueError(f"{flag} {path}: its localiser has {key}={getattr(theirs, key)!r}, this run "
                              f"{getattr(arch, key)!r}; train with the same --env, --where-sensors, --hidden and "
                              f"--periphery-energy as it was")
+    return theirs, ckpt["weights"]["agent"]
+
+
+def localiser_weights(path: str, arch: STNConfig) -> dict[str, torch.Tensor]:
+    """The localiser's weights from the STN checkpoint ``path``, checked against ``arch``."""
     prefix = "localiser."
-    return {k[len(prefix):]: v for k, v in ckpt["weights"]["agent"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in stn_checkpoint(path, arch, "--init-localiser")[1].items()
+            if k.startswith(prefix)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -216,6 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
         kind, channels, fc = "foveal", (what["config"]["width"], 2 * what["config"]["width"]), 256
     arch = STNConfig(where_sensors=where, shapes=shapes, background=core.pad, hidden=cfg.hidden,
                      periphery_energy=cfg.periphery_energy, classifier=kind, channels=channels, fc=fc)
+    init_weights = None
+    if cfg.init:  # the whole agent: its classifier's architecture too
+        theirs, init_weights = stn_checkpoint(cfg.init, arch, "--init")
+        arch = dataclasses.replace(arch, classifier=theirs.classifier, channels=theirs.channels, fc=theirs.fc)
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on --seed alone, global RNG untouched
         torch.manual_seed(cfg.seed)
         agent = STNAgent(config=arch, env_kwargs=env_kwargs(cfg))
@@ -223,6 +239,8 @@ def main(argv: list[str] | None = None) -> dict:
         agent.classifier.load_state_dict(what["weights"]["net"])
     if cfg.init_localiser:
         agent.localiser.load_state_dict(localiser_weights(cfg.init_localiser, arch))
+    if init_weights is not None:
+        agent.load_state_dict(init_weights)
     agent.to(device)
     opt = torch.optim.Adam([{"params": agent.classifier.parameters(), "lr": cfg.lr},
                             {"params": agent.localiser.parameters(), "lr": cfg.loc_lr}])
