@@ -110,6 +110,8 @@ def make_config(**kwargs) -> EnvConfig:
         raise TypeError(f"unknown argument(s) {sorted(unknown)}; valid: {sorted(_ENV_FIELDS | _SCENE_FIELDS)}")
     if "sensors" in kwargs:
         s = kwargs["sensors"]
+        if not isinstance(s, (str, list, tuple)):
+            raise TypeError(f"sensors must be a sensor name or a sequence of them among {SENSORS}, got {s!r}")
         kwargs["sensors"] = (s,) if isinstance(s, str) else tuple(s)
     scene = kwargs.pop("scene", None) or SceneConfig()
     if isinstance(scene, dict):
@@ -377,7 +379,10 @@ def make_reset_options(options: dict | None, batch: int, size: int, device: torc
     max_off = size // 2 - DIGIT // 2
 
     def per_env(name, value, dtype=None, tail=()):
-        t = torch.as_tensor(value, dtype=dtype)
+        try:
+            t = torch.as_tensor(value, dtype=dtype)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"reset option {name!r} must be a number or an array of numbers, got {value!r}") from None
         if tuple(t.shape) not in (tail, (batch, *tail)):
             raise ValueError(f"reset option {name!r} must have shape {tail} (all environments) or "
                              f"{(batch, *tail)} (one per environment), got {tuple(t.shape)}")
