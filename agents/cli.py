@@ -50,7 +50,10 @@ def parse_config(cls: type, argv: list[str] | None = None, *, description: str |
             parser.add_argument(*names, type=inner, nargs="+", default=default, help=helptext)
         elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
             inner = next(a for a in typing.get_args(typ) if a is not type(None))
-            parser.add_argument(*names, type=inner, default=default, help=helptext)
+            if inner is bool:
+                parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+            else:
+                parser.add_argument(*names, type=inner, default=default, help=helptext)
         else:
             parser.add_argument(*names, type=typ, default=default, help=helptext,
                                 choices=f.metadata.get("choices"))
@@ -259,6 +262,21 @@ def prepare_run(cfg: RunOptions, *, default_name: str, checkpoint: str, resume_f
         resume.unlink(missing_ok=True)
     return RunFiles(dir=rdir, resume=resume, out=out, promote=shipped if cfg.promote else None,
                     continuing=continuing)
+
+
+def output_file(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """An output file, checked before any work: an existing file is replaced only with ``--overwrite``;
+    its folder must be writable (it is created). Raises SystemExit with the fix."""
+    path = Path(path)
+    if path.is_dir():
+        raise SystemExit(f"--out {path} is a folder: pass a file name")
+    if path.exists() and not overwrite:
+        raise SystemExit(f"--out {path} exists: pass --overwrite to replace it, or another --out")
+    bad = _writable(path.parent)
+    if bad is not None:
+        raise SystemExit(f"--out: cannot write into {path.parent} ({bad} is not a writable folder): pass another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def finish_run(files: RunFiles) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
-from agents.checkpoint import FORMAT, checkpoint_dir
+from agents.checkpoint import FORMAT, CheckpointError, checkpoint_dir, safe_load
 
 
 def _score(v) -> str:
@@ -33,7 +31,10 @@ def _threads(meta: dict) -> str:
 
 
 def card(path: Path) -> str:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = safe_load(path, what="checkpoint", fix="it is skipped")
+    except CheckpointError as err:
+        return f"| `{path.name}` | (unreadable: {err}) | | | | |\n"
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         return f"| `{path.name}` | (not a saccade-env checkpoint) | | | | |\n"
     m = ckpt.get("meta", {})

@@ -13,44 +13,56 @@ differ only in where the eye went.  Numbers come from agents.rollout.evaluate.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
-from agents.cli import at_least
+from agents.cli import check_ranges, output_file, parse_config, resolve_device
 from agents.neva import PLANNERS, load_agent
 from agents.rollout import evaluate
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default=None, help="default checkpoints/neva.pt")
-    p.add_argument("--variants", nargs="+", default=list(PLANNERS), choices=list(PLANNERS))
-    p.add_argument("--budgets", nargs="+", type=at_least(0), default=[0, 1, 2, 3])
-    p.add_argument("--episodes", type=at_least(1), default=200)
-    p.add_argument("--batch-size", type=at_least(1), default=200)
-    p.add_argument("--seed", type=at_least(0), default=0)
-    p.add_argument("--steps", type=at_least(1), default=None, help="override NevaConfig.steps")
-    p.add_argument("--n-ring", type=at_least(1), default=None, help="override NevaConfig.n_ring")
-    p.add_argument("--from-current", action=argparse.BooleanOptionalAction, default=None,
-                   help="override NevaConfig.from_current (a descent also starts at the current fixation)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=at_least(1), default=1)
-    p.add_argument("--out", default="runs/neva_eval.json")
-    args = p.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """NeVA's accuracy versus saccade budget beside the planners that share its classifier."""
+
+    checkpoint: str = field(default="", metadata={"help": "NeVA checkpoint (default: the shipped one)"})
+    variants: tuple[str, ...] = field(default=tuple(PLANNERS), metadata={"help": f"any of {', '.join(PLANNERS)}"})
+    budgets: tuple[int, ...] = field(default=(0, 1, 2, 3), metadata={"min": 0, "help": "saccade budgets k"})
+    episodes: int = field(default=200, metadata={"min": 1, "help": "test episodes per variant and budget"})
+    batch_size: int = field(default=200, metadata={"min": 1, "help": "episodes run at once"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the episodes"})
+    steps: int | None = field(default=None, metadata={"min": 1, "help": "override NevaConfig.steps"})
+    n_ring: int | None = field(default=None, metadata={"min": 1, "help": "override NevaConfig.n_ring"})
+    from_current: bool | None = field(default=None, metadata={
+        "help": "override NevaConfig.from_current (a descent also starts at the current fixation)"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads"})
+    out: str = field(default="runs/neva_eval.json", metadata={"help": "the JSON file of the rows"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        bad = [v for v in self.variants if v not in PLANNERS]
+        if bad or not self.variants:
+            raise ValueError(f"--variants must be among {', '.join(PLANNERS)}, got {list(self.variants)}")
+
+
+def main(args: Config) -> None:
+    out = output_file(args.out, overwrite=args.overwrite)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     opts = {k: v for k, v in (("steps", args.steps), ("n_ring", args.n_ring), ("from_current", args.from_current))
             if v is not None}
     rows = []
     for variant in args.variants:
-        agent = load_agent(args.checkpoint, device=args.device, variant=variant, **opts)
+        agent = load_agent(args.checkpoint or None, device=device, variant=variant, **opts)
         for k in args.budgets:
             t0 = time.perf_counter()
-            r = evaluate(agent, budget=k, episodes=args.episodes, device=args.device, seed=args.seed,
+            r = evaluate(agent, budget=k, episodes=args.episodes, device=device, seed=args.seed,
                          batch_size=args.batch_size)
             starts = agent.starts(1, agent.device, torch.zeros(1, 2)).shape[1]  # descents per saccade
             row = {"agent": variant, "privileged": agent.privileged, "budget": k, "episodes": args.episodes,
@@ -61,11 +73,9 @@ def main() -> None:
                    "wall_s": time.perf_counter() - t0}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": "python eval/neva_eval.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v is not None), "rows": rows}, indent=1))
+    out.write_text(json.dumps({"config": dataclasses.asdict(args), "rows": rows}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

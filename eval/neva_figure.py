@@ -1,22 +1,22 @@
-"""NeVA scanpaths on a few SaccadeMNIST-v0 test scenes -> docs/neva_scanpaths.png (numpy + cv2).
+"""NeVA scanpaths on a few SaccadeMNIST-v0 test scenes -> a PNG (numpy + cv2).
 
 Each row is one test scene: (1) the scene with the causal scanpath (orange) and the
 privileged one (cyan), numbered fixations, the digit's true box (green); (2) what the causal
 agent answered on (its seen view); (3) the privileged agent's seen view.  Titles give the
 label and both answers.
 
-    python eval/neva_figure.py --scenes 4 --budget 3
+    python eval/neva_figure.py --scenes 4 --budget 3     # runs/figures/neva_scanpaths.png
+    python eval/neva_figure.py --out docs/neva_scanpaths.png --overwrite   # the documentation's figure
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
-from agents.cli import at_least
+from agents.cli import check_ranges, output_file, parse_config
 from agents.neva import load_agent, reconstruct
 from agents.rollout import make_env, run_episodes
 
@@ -50,17 +50,26 @@ def draw_path(canvas: np.ndarray, fixations: list[np.ndarray], color, S: int, zo
         cv2.putText(canvas, str(i), (p[0] + 6, p[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--scenes", type=at_least(1), default=4)
-    p.add_argument("--budget", type=at_least(0), default=3)
-    p.add_argument("--seed", type=at_least(0), default=7)
-    p.add_argument("--zoom", type=at_least(1), default=3)
-    p.add_argument("--out", default="docs/neva_scanpaths.png")
-    args = p.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """NeVA scanpaths on a few SaccadeMNIST-v0 test scenes."""
+
+    checkpoint: str = field(default="", metadata={"help": "NeVA checkpoint (default: the shipped one)"})
+    scenes: int = field(default=4, metadata={"min": 1, "help": "test scenes (rows)"})
+    budget: int = field(default=3, metadata={"min": 0, "help": "saccades per episode"})
+    seed: int = field(default=7, metadata={"min": 0, "help": "seed of the episodes"})
+    zoom: int = field(default=3, metadata={"min": 1, "help": "display px per scene px"})
+    out: str = field(default="runs/figures/neva_scanpaths.png", metadata={"help": "the PNG to write"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+def main(args: Config) -> None:
+    out = output_file(args.out, overwrite=args.overwrite)
     torch.set_num_threads(1)
-    agents = {v: load_agent(args.checkpoint, variant=v) for v in ("neva", "neva-privileged")}
+    agents = {v: load_agent(args.checkpoint or None, variant=v) for v in ("neva", "neva-privileged")}
     venv = make_env("SaccadeMNIST-v0", agent=agents["neva-privileged"], num_envs=args.scenes,
                     max_saccades=args.budget, split="test")
     scene = venv.reset(seed=args.seed)[1]["scene"].numpy()  # the scenes run_episodes will replay
@@ -87,10 +96,9 @@ def main() -> None:
         for cell, t in zip(cells, titles):
             cv2.putText(cell, t, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, WHITE, 1, cv2.LINE_AA)
         rows.append(np.concatenate([np.pad(cl, ((2, 2), (2, 2), (0, 0))) for cl in cells], 1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, np.concatenate(rows, 0))
+    cv2.imwrite(str(out), np.concatenate(rows, 0))
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

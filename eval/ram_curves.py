@@ -1,16 +1,16 @@
 """RAM training curves: test-split monitor accuracy vs iterations for each preset trained,
 read from the TensorBoard logs of train/ram.py (runs/ram-<tag>/).
 
-    python eval/ram_curves.py                       # -> docs/ram_curves.png + a Markdown table
-    python eval/ram_curves.py --runs runs --out docs/ram_curves.png
+    python eval/ram_curves.py                       # -> runs/figures/ram_curves.png + a Markdown table
+    python eval/ram_curves.py --runs runs --out docs/ram_curves.png --overwrite
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from agents.checkpoint import CheckpointError, safe_load
+from agents.cli import check_ranges, output_file, parse_config
 from agents.ram import PRESET_TAGS
 
 
@@ -24,12 +24,22 @@ def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", default="runs")
-    ap.add_argument("--ckpts", default="checkpoints")
-    ap.add_argument("--out", default="docs/ram_curves.png")
-    args = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """RAM training curves read from the TensorBoard logs of train/ram.py."""
+
+    runs: str = field(default="runs", metadata={"help": "folder of the run directories (ram-<tag>/)"})
+    checkpoints: str = field(default="checkpoints", metadata={"help": "folder of the RAM checkpoints",
+                                                              "aliases": ("--ckpts",)})
+    out: str = field(default="runs/figures/ram_curves.png", metadata={"help": "the PNG to write"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+def main(args: Config) -> None:
+    out = output_file(args.out, overwrite=args.overwrite)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -42,9 +52,12 @@ def main() -> None:
         if not run.is_dir():
             continue
         test = scalars(run, "test/accuracy")
-        ckpt = Path(args.ckpts) / f"ram-{tag}.pt"
+        ckpt = Path(args.checkpoints) / f"ram-{tag}.pt"
         if ckpt.is_file():  # the final score (all test episodes of the trainer's final evaluation)
-            meta = torch.load(ckpt, map_location="cpu", weights_only=False)["meta"]
+            try:
+                meta = safe_load(ckpt, what="RAM checkpoint", fix=f"train one with `python train/ram.py --env {env_id}`")["meta"]
+            except CheckpointError as err:
+                raise SystemExit(str(err)) from None
             last = max(meta["scores"], key=lambda k: int(k.split("_k")[1]))
             if not test or test[-1][0] != meta["iterations"]:
                 test.append((meta["iterations"], meta["scores"][last]))
@@ -60,10 +73,9 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"\nwrote {args.out}")
+    fig.savefig(out, dpi=110)
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

@@ -2,8 +2,8 @@
 digit's centre, and the share of fixations at the scene's edge, on test episodes played
 with the mean locations (deterministic, as agents.rollout.evaluate plays them).
 
-    python eval/ram_drift.py --preset SaccadeMNIST-Centered28-v0                 # checkpoints/ram-centered28.pt
-    python eval/ram_drift.py --preset SaccadeMNIST-Translated60-v0 --ckpt runs/x.pt --episodes 1000
+    python eval/ram_drift.py --env SaccadeMNIST-Centered28-v0                 # checkpoints/ram-centered28.pt
+    python eval/ram_drift.py --env SaccadeMNIST-Translated60-v0 --checkpoint runs/x/ram-translated60.pt --episodes 1000
 
 A policy whose distances grow glimpse after glimpse and whose fixations sit at the edge
 has drifted away from the digit (docs/agents/ram.md); one that learned to look stays near it.
@@ -11,11 +11,11 @@ has drifted away from the digit (docs/agents/ram.md); one that learned to look s
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
 import torch
 
-from agents.cli import at_least
+from agents.cli import check_ranges, parse_config, resolve_device
 from agents.ram import RAMAgent, load_agent
 from agents.rollout import make_env, run_episodes
 
@@ -45,17 +45,27 @@ def fixation_distances(agent: RAMAgent, *, env_id: str, episodes: int = 500, see
             "accuracy": float(ep.correct.float().mean())}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="SaccadeMNIST-Centered28-v0")
-    ap.add_argument("--ckpt", default=None, help="checkpoint path (default checkpoints/ram-<tag>.pt)")
-    ap.add_argument("--episodes", type=at_least(1), default=500)
-    ap.add_argument("--seed", type=at_least(0), default=0)
-    a = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """Where does a trained RAM look? Fixation-to-digit distances per glimpse on test episodes."""
+
+    env: str = field(default="SaccadeMNIST-Centered28-v0", metadata={"help": "the preset", "aliases": ("--preset",)})
+    checkpoint: str = field(default="", metadata={"help": "RAM checkpoint (default: the shipped one of --env)",
+                                                  "aliases": ("--ckpt",)})
+    episodes: int = field(default=500, metadata={"min": 1, "help": "test episodes"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the episodes"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu or cuda"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+def main(a: Config) -> None:
     torch.set_num_threads(1)
-    agent = load_agent(a.ckpt, preset=a.preset)
-    r = fixation_distances(agent, env_id=a.preset, episodes=a.episodes, seed=a.seed)
-    print(f"{a.preset}, {a.episodes} test episodes, accuracy {r['accuracy']:.4f}")
+    device = resolve_device(a.device)
+    agent = load_agent(a.checkpoint or None, preset=a.env, device=device)
+    r = fixation_distances(agent, env_id=a.env, episodes=a.episodes, seed=a.seed, device=device)
+    print(f"{a.env}, {a.episodes} test episodes, accuracy {r['accuracy']:.4f}")
     print("glimpse     " + " ".join(f"{t + 1:>6d}" for t in range(len(r["distance_px"]))))
     print("distance px " + " ".join(f"{d:6.1f}" for d in r["distance_px"]))
     print("spread px   " + " ".join(f"{d:6.1f}" for d in r["spread_px"]))
@@ -64,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

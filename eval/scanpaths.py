@@ -1,7 +1,7 @@
 """Scanpaths: an animated GIF of the same test episodes played by several agents, side by side.
 
-    python eval/scanpaths.py                                   # every agent with a checkpoint
-    python eval/scanpaths.py --agents random oracle --episodes 2 --budget 3 --out docs/scanpaths.gif
+    python eval/scanpaths.py                                   # every agent with a checkpoint: runs/figures/scanpaths.gif
+    python eval/scanpaths.py --agents random oracle --episodes 2 --budget 3 --out docs/scanpaths.gif --overwrite
 
 Rows are episodes (the same scenes for every agent), columns are agents. Each panel shows
 the scene with the agent's fixation trail and fovea box, the digit's centre (cyan), what
@@ -19,7 +19,7 @@ import torch
 
 from agents import registry
 from agents.checkpoint import CheckpointError
-from agents.cli import parse_config, resolve_device
+from agents.cli import output_file, parse_config, resolve_device
 from agents.rollout import make_env, run_episodes
 from saccade_env.render import render_frame
 
@@ -36,7 +36,8 @@ class Config:
     scale: int = field(default=2, metadata={"help": "pixels per scene pixel"})
     ms_per_frame: int = field(default=700, metadata={"help": "GIF frame duration (ms)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    out: str = field(default="docs/scanpaths.gif", metadata={"help": "the GIF to write"})
+    out: str = field(default="runs/figures/scanpaths.gif", metadata={"help": "the GIF to write"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
 
     def __post_init__(self):
         unknown = [a for a in self.agents if a not in registry.AGENTS]
@@ -84,6 +85,7 @@ def panel(run: dict, b: int, t: int, scale: int) -> np.ndarray:
 def main(cfg: Config) -> Path:
     from PIL import Image
 
+    out = output_file(cfg.out, overwrite=cfg.overwrite)
     device = resolve_device(cfg.device)
     names = list(cfg.agents) or registry.available(cfg.env)
     if not names:
@@ -106,8 +108,6 @@ def main(cfg: Config) -> Path:
             for j, p in enumerate(row):
                 canvas[i * h:i * h + p.shape[0], j * w:j * w + p.shape[1]] = p
         frames.append(Image.fromarray(canvas))
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(out, save_all=True, append_images=frames[1:], duration=cfg.ms_per_frame, loop=0)
     print(f"wrote {out}: {len(runs)} agents x {cfg.episodes} episodes, {len(frames)} frames")
     return out

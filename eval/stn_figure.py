@@ -1,6 +1,7 @@
 """Where the STN's localisation network looks: its one-shot fixation on a grid of test scenes.
 
-    python eval/stn_figure.py                                          # docs/stn_fixations.png
+    python eval/stn_figure.py                                          # runs/figures/stn_fixations.png
+    python eval/stn_figure.py --out docs/stn_fixations.png --overwrite # the documentation's figure
     python eval/stn_figure.py --env SaccadeMNIST-Cluttered60-v0 --out docs/stn_fixations_cluttered60.png
 
 Each panel is a test scene (grey), the eye's start at the centre (small dot), the trail
@@ -11,14 +12,13 @@ The episodes are played by agents.rollout.run_episodes, as in the evaluation.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 import torch
 
-from agents.cli import at_least
+from agents.cli import check_ranges, output_file, parse_config, resolve_device
 from agents.rollout import make_env, run_episodes
 from agents.stn import load_agent
 from saccade_env.render import draw_scene
@@ -32,10 +32,10 @@ def caption(panel: np.ndarray, text: str, colour: tuple[int, int, int]) -> np.nd
     return np.concatenate([panel, strip], 0)
 
 
-def stats(agent, env_id: str, n: int, *, seed: int) -> str:
+def stats(agent, env_id: str, n: int, *, seed: int, device: str | torch.device = "cpu") -> str:
     """Where the one-shot saccade lands and what the classifier makes of it, on n test episodes:
     separates the localisation's errors from the classifier's (reading at the true centre)."""
-    venv = make_env(env_id, agent=agent, num_envs=n, max_saccades=1, split="test")
+    venv = make_env(env_id, agent=agent, num_envs=n, device=device, max_saccades=1, split="test")
     ep = run_episodes(venv, agent, seed=seed, record=True)
     core, state = venv.unwrapped.core, venv.unwrapped.state
     S = core.cfg.scene.size
@@ -51,24 +51,34 @@ def stats(agent, env_id: str, n: int, *, seed: int) -> str:
             f"from the centre on average; the same classifier at the true centre: {float(oracle):.4f}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="SaccadeMNIST-v0")
-    p.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint of --env")
-    p.add_argument("--rows", type=at_least(1), default=4)
-    p.add_argument("--cols", type=at_least(1), default=4)
-    p.add_argument("--seed", type=at_least(0), default=0)
-    p.add_argument("--scale", type=at_least(0), default=0, help="display px per scene px (0: fit ~260 px)")
-    p.add_argument("--out", default="docs/stn_fixations.png")
-    p.add_argument("--stats", type=at_least(0), default=0, help="also measure N test episodes (k=1): fixation error, "
-                                                         "accuracy there and at the digit's true centre")
-    args = p.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """Where the STN's localisation network looks: its one-shot fixation on a grid of test scenes."""
 
-    agent = load_agent(args.checkpoint, env=args.env)
+    env: str = field(default="SaccadeMNIST-v0", metadata={"help": "environment id"})
+    checkpoint: str = field(default="", metadata={"help": "STN checkpoint (default: the shipped one of --env)"})
+    rows: int = field(default=4, metadata={"min": 1, "help": "rows of scenes"})
+    cols: int = field(default=4, metadata={"min": 1, "help": "columns of scenes"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the episodes"})
+    scale: int = field(default=0, metadata={"min": 0, "help": "display px per scene px (0: fit ~260 px)"})
+    stats: int = field(default=0, metadata={"min": 0, "help": "also measure N test episodes (k=1): fixation "
+                                                             "error, accuracy there and at the digit's true centre"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu or cuda"})
+    out: str = field(default="runs/figures/stn_fixations.png", metadata={"help": "the PNG to write"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+def main(args: Config) -> None:
+    out = output_file(args.out, overwrite=args.overwrite)
+    device = resolve_device(args.device)
+    agent = load_agent(args.checkpoint or None, env=args.env, device=device)
     if args.stats:
-        print(stats(agent, args.env, args.stats, seed=10**6))
+        print(stats(agent, args.env, args.stats, seed=10**6, device=device))
     n = args.rows * args.cols
-    venv = make_env(args.env, agent=agent, num_envs=n, max_saccades=1, split="test")
+    venv = make_env(args.env, agent=agent, num_envs=n, device=device, max_saccades=1, split="test")
     ep = run_episodes(venv, agent, seed=args.seed, record=True)
     core, state = venv.unwrapped.core, venv.unwrapped.state  # the ended episodes (autoreset is next-step)
     S = core.cfg.scene.size
@@ -90,11 +100,10 @@ def main() -> None:
     for i, panel in enumerate(panels):
         r, c = divmod(i, args.cols)
         grid[r * (h + 4):r * (h + 4) + h, c * (w + 4):c * (w + 4) + w] = panel
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]}): {int(ep.correct.sum())}/{n} correct, "
           f"median fixation error {float(err.median()):.1f} px")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

@@ -2,22 +2,26 @@
 
     python eval/what_where_figures.py                # full (55x55 map, 500 episodes per point)
     python eval/what_where_figures.py --quick        # CPU: coarser map, fewer episodes per curve point
+    python eval/what_where_figures.py --out docs --overwrite   # the documentation's figures
 
-Writes docs/what_where_contrast.png (the paper's contrast figure: the digit centred under the
+Writes into ``--out`` (default runs/figures/what_where/; its files are replaced only with
+``--overwrite``): what_where_contrast.png (the paper's contrast figure: the digit centred under the
 fovea, no saccade, at contrast 0.3 / 0.5 / 0.7, at noise 0.75 (v0) and 1.0 (the paper's), beside
-the paper's numbers), docs/what_where_accuracy_map.png (What's accuracy vs the shift between
-fixation and digit centre), docs/what_where_eccentricity_c{0.3,0.5,0.7}.png (accuracy vs
-eccentricity after at most 0..3 saccades at each contrast) and docs/what_where_results.json
+the paper's numbers), what_where_accuracy_map.png (What's accuracy vs the shift between
+fixation and digit centre), what_where_eccentricity_c{0.3,0.5,0.7}.png (accuracy vs
+eccentricity after at most 0..3 saccades at each contrast) and what_where_results.json
 (every number). All episodes run through agents.rollout (SaccadeMNIST-v0, test split); the
 numbers set beside the paper's (the contrast figure, the 30-40 px and overall numbers) play
 every one of the 10,000 test digits once.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -26,12 +30,11 @@ import torch
 from agents import what_where as ww
 from agents.baselines import load_agent as load_baseline
 from agents.baselines import load_foveal
-from agents.cli import at_least
+from agents.cli import check_ranges, output_file, parse_config, resolve_device
 from agents.rollout import evaluate, make_env, run_episodes, split_size
 from agents.scenes import preset_scene
 from saccade_env.scene import SceneSampler
 
-ROOT = Path(__file__).resolve().parent.parent
 CONTRASTS = (0.3, 0.5, 0.7)
 PAPER_CONTRAST = {0.3: 0.53, 0.5: 0.82, 0.7: 0.92}  # Daucé et al. 2020: centred digit, no saccade, noise 1.0
 BUDGETS = (0, 1, 2, 3)
@@ -120,23 +123,39 @@ def contrast_figure(foveal: str | None, device: str, out: Path) -> dict:
             "episodes": split_size("test"), **curves}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="coarser map (3 px), eccentricities every 10 px, 150 episodes per point")
-    ap.add_argument("--episodes", type=at_least(1), default=None, help="episodes per point (default 500, quick 150)")
-    ap.add_argument("--overall", type=at_least(1), default=None,
-                    help="episodes of the overall numbers (default 5000, quick 1000)")
-    ap.add_argument("--checkpoint", default=None, help="Where checkpoint (default checkpoints/what_where.pt)")
-    ap.add_argument("--foveal", default=None, help="What checkpoint (default checkpoints/foveal.pt)")
-    ap.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs and JSON go")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=at_least(1), default=1)
-    a = ap.parse_args()
+@dataclass(frozen=True)
+class Config:
+    """The What/Where figures of Daucé et al. 2020, regenerated, with the numbers set beside the paper's."""
+
+    quick: bool = field(default=False, metadata={
+        "help": "coarser map (3 px), eccentricities every 10 px, 150 episodes per point"})
+    episodes: int | None = field(default=None, metadata={"min": 1, "help": "episodes per point (default 500, quick 150)"})
+    overall: int | None = field(default=None, metadata={
+        "min": 1, "help": "episodes of the overall numbers (default 5000, quick 1000)"})
+    checkpoint: str = field(default="", metadata={"help": "Where checkpoint (default checkpoints/what_where.pt)"})
+    foveal: str = field(default="", metadata={"help": "What checkpoint (default checkpoints/foveal.pt)"})
+    out: str = field(default="runs/figures/what_where", metadata={"help": "folder of the PNGs and the JSON"})
+    overwrite: bool = field(default=False, metadata={"help": "replace the files of an earlier run in --out"})
+    device: str = field(default="cpu", metadata={"help": "auto, cpu or cuda"})
+    threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+OUTPUTS = ("what_where_contrast.png", "what_where_accuracy_map.png",
+           *(f"what_where_eccentricity_c{c}.png" for c in CONTRASTS), "what_where_results.json")
+
+
+def main(a: Config) -> None:
+    a = SimpleNamespace(**{**dataclasses.asdict(a), "checkpoint": a.checkpoint or None, "foveal": a.foveal or None,
+                           "device": str(resolve_device(a.device))})  # what the loaders take
+    out = Path(a.out)
+    for name in OUTPUTS:  # checked before any work
+        output_file(out / name, overwrite=a.overwrite)
     torch.set_num_threads(a.threads)
     n = a.episodes or (150 if a.quick else 500)
     n_all = a.overall or (1000 if a.quick else 5000)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     res: dict = {"episodes_per_point": n, "overall_episodes": n_all, "device": a.device, "threads": a.threads}
     t0 = time.perf_counter()
     # --- What's accuracy map over shifts (test digits, contrast 0.7)
@@ -201,4 +220,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_config(Config))

@@ -198,11 +198,12 @@ def _train_module(monkeypatch):
     return mod
 
 
-def test_drift_measure_on_centred_digits():
+def test_drift_measure_on_centred_digits(monkeypatch):
     """eval/ram_drift.py: Centered28 starts on the digit's centre (distance 0), and a policy
     whose mean is pinned right of the centre is measured there for every later glimpse."""
     spec = importlib.util.spec_from_file_location("ram_drift", ROOT / "eval" / "ram_drift.py")
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "ram_drift", mod)  # dataclasses look their module up
     spec.loader.exec_module(mod)
     agent = build_agent(RAMConfig(hidden=8, what_hidden=4, where_hidden=4))
     with torch.no_grad():

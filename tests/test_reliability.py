@@ -350,3 +350,39 @@ def test_compare_agents_checks_its_output_first_and_writes_rows_as_they_finish(t
     (out,) = (tmp_path / "runs" / "compare").iterdir()
     rows = list(csv.DictReader(open(out / "table.csv")))
     assert [(r["agent"], r["budget"]) for r in rows] == [("center", "0"), ("center", "1")]
+
+
+# --------------------------------------------------------------------------- one command-line convention
+SCRIPTS = sorted(p for p in [*(ROOT / "train").glob("*.py"), *(ROOT / "eval").glob("*.py")]
+                 if p.name not in ("__init__.py", "checkpoint_cards.py"))  # checkpoint_cards takes no options
+OLD_NAMES = {"max_minutes", "run_name", "runs_dir", "learning_rate", "checkpoint_every", "ckpt", "ckpts", "preset"}
+
+
+def _module(path: Path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_cli_{path.parent.name}_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[f"{p.parent.name}/{p.name}" for p in SCRIPTS])
+def test_every_script_takes_the_shared_option_names(path, monkeypatch):
+    mod = _module(path, monkeypatch)
+    names = {f.name for f in dataclasses.fields(mod.Config)}
+    assert not names & OLD_NAMES, f"{path.name}: {sorted(names & OLD_NAMES)} (documented names: --minutes, --name, ...)"
+    cfg = cli.parse_config(mod.Config, [])  # the shared parser builds it
+    if "out" in names:
+        assert not str(cfg.out).startswith(("docs", "checkpoints")), f"{path.name} writes {cfg.out} by default"
+        assert "overwrite" in names
+
+
+def test_a_figure_script_refuses_to_replace_a_file_before_any_work(tmp_path, monkeypatch):
+    mod = _module(ROOT / "eval" / "render_episode.py", monkeypatch)
+    out = tmp_path / "episode.png"
+    out.write_bytes(b"committed")
+    monkeypatch.setattr(mod.gym, "make", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit, match="exists: pass --overwrite"):
+        mod.main(mod.Config(out=str(out)))
+    assert out.read_bytes() == b"committed"
