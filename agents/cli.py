@@ -39,7 +39,8 @@ def parse_config(cls: type, argv: list[str] | None = None, *, description: str |
         helptext = f.metadata.get("help", " ")
         origin = typing.get_origin(typ)
         if f.name == "resume":
-            parser.add_argument(*names, nargs="?", const="yes", default=default, choices=RESUME, help=helptext)
+            parser.add_argument(*names, nargs="?", const="yes", default=default, choices=RESUME[1:], metavar="auto",
+                                help=helptext)
         elif typ is bool:
             if f.name.startswith("no_"):  # argparse reads "--no-x" as x=False: "--no-cap" would mean no_cap=False
                 raise TypeError(f"{cls.__name__}.{f.name}: name a boolean option positively ({f.name[3:]}, "
@@ -340,11 +341,13 @@ def _state_of(obj):
     return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
 
 
-# options that may change when a run is continued (budget, rates, logging, where outputs go)
-MAY_CHANGE = frozenset({"steps", "minutes", "total_timesteps", "lr", "loc_lr", "decay", "device", "threads", "resume",
-                        "overwrite", "promote", "out", "name", "runs", "save_every", "log_every", "eval_every",
-                        "eval_episodes", "final_episodes", "final_budgets", "eval_budgets", "eval_scenes",
-                        "eval_shifts", "progress_bar", "freeze_localiser"})
+# options that may change when a run is continued: its budget, learning rates, evaluation and logging, where
+# outputs go, and where its first weights or cached samples came from (the resume file holds the weights)
+MAY_CHANGE = frozenset({"steps", "minutes", "total_timesteps", "lr", "loc_lr", "locator_lr", "lr_final", "decay",
+                        "device", "threads", "resume", "overwrite", "promote", "out", "name", "runs", "save_every",
+                        "log_every", "eval_every", "eval_episodes", "final_episodes", "final_budgets", "eval_budgets",
+                        "eval_scenes", "eval_shifts", "progress_bar", "freeze_localiser", "init", "init_localiser",
+                        "init_classifier", "data_cache"})
 
 
 def save_resume(path: Path, *, step: int, elapsed: float, config: Any, extra: dict | None = None, **stateful) -> None:
