@@ -101,6 +101,7 @@ class SaccadeMNISTEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         opts = make_reset_options(options, 1, self.cfg.scene.size, self.core.device,
                                   n_digits=self.core.n_digits)
+        seed = rng.check_seed(seed)
         super().reset(seed=seed)
         if seed is not None or self.state is None:
             key = rng.key_from_seed(seed, self.np_random)

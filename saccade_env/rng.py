@@ -46,6 +46,18 @@ def _columns(n: int) -> tuple[int, ...]:
     return tuple(_mix32_int(i * 0x85EBCA6B + 0x27D4EB2F) for i in range(n))
 
 
+def check_seed(seed):
+    """``seed`` as reset() takes it: None, or an int >= 0 (NumPy integers included) as a Python int;
+    anything else is a TypeError or ValueError that says so."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be None or an int >= 0, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    return int(seed)
+
+
 def key_from_seed(seed: int | None, np_random: np.random.Generator | None = None) -> int:
     """The 32-bit stream key of an environment: from its integer seed, or drawn from
     ``np_random`` (seeded from the OS by Gymnasium) when the seed is None."""

@@ -54,8 +54,11 @@ class SaccadeMNISTVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, *, device: str | torch.device = "cpu", render_mode: str | None = None,
                  render_envs: int = 4, data_dir: str | os.PathLike | None = None, **config: Any) -> None:
-        if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
+        if isinstance(num_envs, (bool, np.bool_)) or not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if isinstance(render_envs, (bool, np.bool_)) or not (isinstance(render_envs, (int, np.integer))
+                                                             and render_envs >= 1):
+            raise ValueError(f"render_envs must be a positive int (environments drawn by render()), got {render_envs!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array' for the vector env, got {render_mode!r}; "
                              f"for a window use the single env with render_mode='human'")
@@ -63,7 +66,7 @@ class SaccadeMNISTVectorEnv(VectorEnv):
         self.core = SaccadeCore(self.cfg, device=device, data_dir=data_dir)
         self.device = self.core.device
         self.num_envs = int(num_envs)
-        self.render_mode, self.render_envs = render_mode, render_envs
+        self.render_mode, self.render_envs = render_mode, int(render_envs)
         self.single_action_space = spaces.action_space()
         self.single_observation_space = spaces.observation_space(self.cfg, self.core.periphery_bound())
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -83,11 +86,11 @@ class SaccadeMNISTVectorEnv(VectorEnv):
             if isinstance(seed, (list, tuple)):
                 if len(seed) != self.num_envs:
                     raise ValueError(f"reset(seed=list) needs {self.num_envs} seeds, got {len(seed)}")
-                seeds = list(seed)
+                seeds = [rng.check_seed(s) for s in seed]
             elif seed is None:
                 seeds = [None] * self.num_envs
             else:
-                seeds = [int(seed) + i for i in range(self.num_envs)]
+                seeds = [rng.check_seed(seed) + i for i in range(self.num_envs)]
             entropy = np.random.default_rng()
             keys = torch.tensor([rng.key_from_seed(s, entropy) for s in seeds], dtype=torch.int64)
             self.state = self.core.init_state(keys.to(self.device))

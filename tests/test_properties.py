@@ -192,3 +192,19 @@ def test_vector_env_refuses_bad_actions_and_stays_as_it_was(saccade, answer):
 
 _VENV = saccade_env.SaccadeMNISTVectorEnv(2, size=32, ecc_max=2.0, n_textures=2, max_saccades=2,
                                           sensors=("fovea", "glimpse"))
+
+
+@FAST
+@example(seed=np.int64(3))
+@example(seed=True)
+@given(seed=st.one_of(st.none(), st.integers(0, 2**40), st.integers(0, 9).map(np.int64), junk))
+def test_random_seeds_reset_or_are_refused_by_name(small_env, seed):
+    for env in (small_env, _VENV):
+        try:
+            obs, info = env.reset(seed=seed)
+        except (ValueError, TypeError) as err:
+            assert "seed" in str(err), str(err)
+            continue
+        if seed is not None:  # a seed fixes the episode: NumPy and Python integers alike
+            again, _ = env.reset(seed=[int(s) for s in seed] if isinstance(seed, list) else int(seed))
+            assert all(np.array_equal(np.asarray(obs[k]), np.asarray(again[k])) for k in obs)
