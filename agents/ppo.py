@@ -103,16 +103,99 @@ def policy_class(recurrent: bool):
 
 def from_sb3_zip(path: str | os.PathLike, *, device: str | torch.device = "cpu", env_id: str = "SaccadeMNIST-v0",
                  form: str = "discrete", grid: str = "logpolar", grid_size: int = 8, **env_kwargs) -> SB3Agent:
-    """An agent from an SB3 ``model.save()`` zip (PPO or RecurrentPPO); the action form must be given."""
+    """An agent from an SB3 ``model.save()`` zip (PPO or RecurrentPPO); the action form must be given.
+
+    Nothing pickled in the zip is unpickled: its spaces are rebuilt from ``env_id``, ``env_kwargs`` and
+    the action form, its policy's options are read from their readable JSON copy (classes from an
+    allow-list), and its weights are read by ``torch.load(..., weights_only=True)``; a zip that needs
+    anything else is refused (CheckpointError)."""
     from stable_baselines3 import PPO
     check_device(device)  # SB3 would quietly take the CPU for a CUDA device that is not there
+    mapping = ActionMapping(env_config(env_id, env_kwargs), form=form, grid=grid, grid_size=grid_size)
+    spaces = {"observation_space": _zip_observation_space(path) or observation_space(env_id, env_kwargs),
+              "action_space": mapping.space()}
     try:
-        model = PPO.load(path, device=device)
+        model = PPO.load(path, device=device, custom_objects=_zip_objects(path, recurrent=False, **spaces))
+    except CheckpointError:
+        raise
     except Exception:  # noqa: BLE001  (not a PPO zip: perhaps sb3-contrib's RecurrentPPO)
         policy_class(True)  # a clear error when sb3-contrib is missing
-        model = importlib.import_module("sb3_contrib").RecurrentPPO.load(path, device=device)
-    return SB3Agent(policy=model.policy, mapping=ActionMapping(env_config(env_id, env_kwargs), form=form, grid=grid,
-                                                               grid_size=grid_size))
+        model = importlib.import_module("sb3_contrib").RecurrentPPO.load(
+            path, device=device, custom_objects=_zip_objects(path, recurrent=True, **spaces))
+    return SB3Agent(policy=model.policy, mapping=mapping)
+
+
+# what an SB3 zip's pickled entries may be replaced with: nothing there is unpickled
+_NOT_NEEDED = ("_last_obs", "_last_episode_starts", "_last_original_obs", "_last_lstm_states", "ep_info_buffer",
+               "ep_success_buffer", "rollout_buffer_class")
+_SCHEDULES = ("lr_schedule", "learning_rate", "clip_range", "clip_range_vf")
+
+
+def _zip_observation_space(path) -> gym.spaces.Dict | None:
+    """The observation space an SB3 zip's policy was built on, read from the readable copy SB3 stores
+    beside the pickled one (``{'fovea': Box(0.0, 1.0, (1, 28, 28), float32), ...}``); None if unreadable."""
+    import json
+    import re
+    import zipfile
+
+    import numpy as np
+    try:
+        with zipfile.ZipFile(path) as z:
+            text = json.loads(z.read("data"))["observation_space"]["spaces"]
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
+    num = r"(-?(?:inf|[\d.]+(?:e[-+]?\d+)?))"
+    boxes = re.findall(rf"'(\w+)': Box\({num}, {num}, \(([\d, ]*)\), (float32|float64|uint8)\)", str(text))
+    if not boxes or len(boxes) != str(text).count("Box("):
+        return None
+    return gym.spaces.Dict({k: gym.spaces.Box(float(lo), float(hi), tuple(int(d) for d in shape.split(",") if d.strip()),
+                                              np.dtype(dtype)) for k, lo, hi, shape, dtype in boxes})
+
+
+def _allowed_classes() -> dict[str, type]:
+    from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
+    nn = torch.nn
+    return {repr(c): c for c in (RetinaExtractor, CombinedExtractor, FlattenExtractor, NatureCNN, nn.ReLU, nn.Tanh,
+                                 nn.GELU, nn.ELU, nn.LeakyReLU, nn.SiLU, torch.optim.Adam, torch.optim.AdamW,
+                                 torch.optim.RMSprop, torch.optim.SGD)}
+
+
+def _zip_objects(path, *, recurrent: bool, observation_space, action_space) -> dict[str, Any]:
+    """SB3's ``custom_objects`` for every pickled entry of the zip's data (so none is unpickled)."""
+    import json
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"cannot read the SB3 zip {path} ({err}): pass a file written by SB3's model.save()") from None
+    allowed = _allowed_classes()
+    objects: dict[str, Any] = {}
+    for key, item in data.items():
+        if not (isinstance(item, dict) and ":serialized:" in item):
+            continue
+        if key in ("observation_space", "action_space"):
+            objects[key] = observation_space if key == "observation_space" else action_space
+        elif key == "policy_class":
+            objects[key] = policy_class(recurrent)
+        elif key in _SCHEDULES:
+            objects[key] = 0.0  # training schedules: not used to act
+        elif key in _NOT_NEEDED:
+            objects[key] = None
+        elif key == "policy_kwargs":
+            kwargs = {k: v for k, v in item.items() if not k.startswith(":")}
+            for k, v in kwargs.items():
+                if isinstance(v, str) and v.startswith("<"):
+                    if v not in allowed:
+                        raise CheckpointError(f"the SB3 zip {path} names {v} in policy_kwargs[{k!r}], which is not among "
+                                              f"the classes this package reads ({', '.join(allowed)})")
+                    kwargs[k] = allowed[v]
+            objects[key] = kwargs
+        else:
+            raise CheckpointError(f"the SB3 zip {path} holds a pickled {key!r}, which could run code when loaded, "
+                                  f"and this package does not read it: pass a zip written by train/ppo.py's SB3 "
+                                  f"model (runs/<name>/final.zip) or a train/ppo.py checkpoint (.pt)")
+    return objects
 
 
 def load_agent(path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu", **options) -> SB3Agent:

@@ -386,3 +386,37 @@ def test_a_figure_script_refuses_to_replace_a_file_before_any_work(tmp_path, mon
     with pytest.raises(SystemExit, match="exists: pass --overwrite"):
         mod.main(mod.Config(out=str(out)))
     assert out.read_bytes() == b"committed"
+
+
+def test_an_sb3_zip_is_read_without_unpickling_anything(tmp_path):
+    import base64
+    import json
+    import zipfile
+
+    import cloudpickle
+    from stable_baselines3 import PPO
+
+    from agents.ppo import load_agent
+    from saccade_env.sb3 import make_sb3_vec_env
+    env_kwargs = {"sensors": ("fovea",), "max_saccades": 1}
+    venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=2, **env_kwargs)
+    model = PPO("MultiInputPolicy", venv, n_steps=4, batch_size=8, seed=0, device="cpu",
+                policy_kwargs={"net_arch": [8], "activation_fn": torch.nn.Tanh})
+    model.save(tmp_path / "model.zip")
+    agent = load_agent(tmp_path / "model.zip", **env_kwargs)
+    for (k, v), (k2, v2) in zip(model.policy.state_dict().items(), agent.policy.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    assert isinstance(agent.policy.mlp_extractor.policy_net[1], torch.nn.Tanh)
+    # a zip whose data carries another pickled object is refused, and the object never built
+    marker = tmp_path / "ran"
+    with zipfile.ZipFile(tmp_path / "model.zip") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    data = json.loads(files["data"])
+    data["extra"] = {":type:": "x", ":serialized:": base64.b64encode(cloudpickle.dumps(_Marker(str(marker)))).decode()}
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    with pytest.raises(CheckpointError, match="pickled 'extra', which could run code"):
+        load_agent(tmp_path / "evil.zip", **env_kwargs)
+    assert not marker.exists()
