@@ -1,5 +1,7 @@
-"""What every training script shares: a config dataclass on the command line, the device,
-the run directory with TensorBoard logs and a resume file."""
+"""What every training and evaluation script shares: a config dataclass on the command line
+(one name per thing: --env, --out, --name, --minutes, --lr, --checkpoint, --device, --seed,
+--resume), the device, output locations checked before any work, the run directory with its
+TensorBoard logs and resume file, and a clean stop on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import argparse
@@ -286,13 +288,6 @@ def finish_run(files: RunFiles) -> None:
         from .checkpoint import promote
         promote(files.out, files.promote.name)
         print(f"promoted {files.out} to {files.promote}")
-
-
-def run_dir(base: str, name: str) -> Path:
-    """``<base>/<name>``, created: holds TensorBoard events and the resume file."""
-    path = Path(base) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class GracefulExit:
