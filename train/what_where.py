@@ -45,7 +45,8 @@ class Config(RunOptions):
     """Train Where: periphery -> What's accuracy after a saccade to each log-polar cell."""
 
     env: str = field(default="SaccadeMNIST-v0", metadata={"help": "preset whose scenes are used"})
-    foveal: str = field(default="checkpoints/foveal.pt", metadata={"help": "the What pathway (train/foveal.py)"})
+    foveal: str = field(default="", metadata={"help": "the What pathway, a train/foveal.py checkpoint (default: the "
+                                                      "shipped foveal.pt)"})
     noise: float | None = field(default=None, metadata={"help": "override the preset's noise level"})
     contrast: float | None = field(default=None, metadata={"help": "override the preset's digit contrast"})
     scenes: int = field(default=24000, metadata={"min": 1, "help": "training samples (scene + fixation)"})
@@ -217,9 +218,9 @@ def main(cfg: Config) -> dict:
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     try:
-        what = load_foveal(cfg.foveal, device=device)
+        what = load_foveal(cfg.foveal or None, device=device)
     except CheckpointError as err:
-        raise SystemExit(f"the What pathway is missing: {err}. Train it first with `python train/foveal.py`.")
+        raise SystemExit(f"the What pathway is missing: {err}") from None
     seeded = lambda k: torch.Generator(device=device).manual_seed(cfg.seed * 10 + k)
     gen = seeded(0)  # the training batches; the map and the data have their own streams
     env_cfg = make_config(scene=scene_config(cfg))
@@ -295,7 +296,7 @@ def main(cfg: Config) -> dict:
     save_checkpoint(files.out, agent=ww.NAME, config=conf, weights={"where": where.state_dict()}, meta=meta)
     if cfg.eval_episodes:
         from agents.rollout import evaluate
-        agent = ww.load_agent(files.out, device=device, foveal_path=cfg.foveal, checkpoint=shipped)
+        agent = ww.load_agent(files.out, device=device, foveal_path=cfg.foveal or None, checkpoint=shipped)
         res = evaluate(agent, budget=3, episodes=cfg.eval_episodes, device=device, seed=10_000, split=cfg.val_split)
         scores["val_accuracy_budget3"] = round(res.accuracy, 4)
         tb.add_scalar("val/accuracy_budget3", res.accuracy, cfg.steps)
