@@ -3,6 +3,7 @@
     python eval/compare_agents.py                          # every agent with a checkpoint but OPT_IN, k = 0..5
     python eval/compare_agents.py --agents center oracle --budgets 0 1 2 --episodes 500
     python eval/compare_agents.py --out docs/compare --overwrite   # rewrites the committed table and figures
+    python eval/compare_agents.py --human runs/human/*.jsonl       # adds people's recordings as a human row
 
 Each agent plays ``--episodes`` test episodes of ``--env`` at each budget k (the env's
 ``max_saccades=k``); the episodes are fixed by ``--seed``, so two runs print the same
@@ -59,6 +60,9 @@ class Config:
                 "ignored): the papers' way of scoring, used for every number set beside a paper's"})
     cap: bool = field(default=True, metadata={"help": "on a CPU, the slow gradient-based planners (NeVA) play at "
                                                      "most 100 episodes per budget; --no-cap plays --episodes"})
+    human: tuple[str, ...] = field(default=(), metadata={
+        "help": "recordings of people playing --env (.jsonl of python -m saccade_env.play), replayed and pooled "
+                "into a human row: each episode counts at the budget it was played at"})
 
     def __post_init__(self):
         check_ranges(self)
@@ -85,17 +89,27 @@ def rows_of(name: str, privileged: bool, results: list[BudgetResult]) -> list[di
     return rows
 
 
-def markdown(rows: list[dict], budgets: tuple[int, ...]) -> str:
-    """Two tables: accuracy (%) [95% CI] per budget; mean saccades and decisions/s per budget."""
+def markdown(rows: list[dict], budgets: tuple[int, ...], labels: dict[str, str] | None = None) -> str:
+    """Two tables: accuracy (%) [95% CI] per budget; mean saccades and decisions/s per budget.
+    A cell an agent has no row for reads "-"; the human row's cells give their episode counts."""
     names = list(dict.fromkeys(r["agent"] for r in rows))
     by = {(r["agent"], r["budget"]): r for r in rows}
-    label = {n: n + (" (privileged)" if by[(n, budgets[0])]["privileged"] else "") for n in names}
+    privileged = {r["agent"]: r["privileged"] for r in rows}
+    label = {n: (labels or {}).get(n, n + (" (privileged)" if privileged[n] else "")) for n in names}
+
+    def cell(n: str, k: int, text) -> str:
+        r = by.get((n, k))
+        return "-" if r is None else text(r) + (f" (n={r['episodes']})" if n == HUMAN else "")
+
+    def rate(x: float) -> str:
+        return f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
+
     head = "| agent | " + " | ".join(f"k={k}" for k in budgets) + " |\n|---|" + "---|" * len(budgets) + "\n"
     acc = head + "".join(f"| {label[n]} | " + " | ".join(
-        fmt(by[(n, k)]["accuracy"], by[(n, k)]["ci_low"], by[(n, k)]["ci_high"]) for k in budgets) + " |\n"
+        cell(n, k, lambda r: fmt(r["accuracy"], r["ci_low"], r["ci_high"])) for k in budgets) + " |\n"
         for n in names)
     cost = head + "".join(f"| {label[n]} | " + " | ".join(
-        f"{by[(n, k)]['mean_saccades']:.2f} / {by[(n, k)]['decisions_per_s']:,.0f}" for k in budgets) + " |\n"
+        cell(n, k, lambda r: f"{r['mean_saccades']:.2f} / {rate(r['decisions_per_s'])}") for k in budgets) + " |\n"
         for n in names)
     return ("Accuracy (%) [95% Wilson interval] with a budget of k saccades:\n\n" + acc +
             "\nMean saccades used / decisions per second:\n\n" + cost)
@@ -131,7 +145,9 @@ def plot(results: dict[str, list[BudgetResult]], privileged: dict[str, bool], ou
     for i, k in enumerate(budgets):
         ax = axes[i // cols][i % cols]
         for name, res in results.items():
-            r = res[i]
+            r = next((r for r in res if r.budget == k), None)
+            if r is None:  # the human row has only the budgets people played
+                continue
             which = np.clip(np.digitize(r.eccentricity, ECC_BINS) - 1, 0, len(centres) - 1)
             acc = [r.correct[which == b].mean() * 100 if (which == b).sum() >= 20 else np.nan
                    for b in range(len(centres))]
@@ -160,6 +176,36 @@ def monte_carlo(agent, samples: int, *, env_id: str, budget: int, episodes: int 
                       seed=seed, batch_size=max(1, batch_size // samples))
     bar.update(len(res.correct))
     return res
+
+
+HUMAN = "human"  # the row of people's recordings (--human)
+
+
+def human_results(cfg: Config, agent_episodes: int) -> tuple[list[BudgetResult], str, str]:
+    """People's recordings (``--human``) replayed through the env, checked, and pooled per budget of
+    ``cfg.budgets`` (:func:`saccade_env.recording.score_recordings`): the results, the row's label,
+    and a line for under the table (who played, how many of their episodes the agents played too)."""
+    from saccade_env.recording import RecordingError, score_recordings
+
+    try:
+        scores = score_recordings(cfg.human, env_id=cfg.env)
+    except (RecordingError, OSError, ValueError) as err:
+        raise SystemExit(f"--human: {err}") from None
+    played = {k: v for k, v in scores.by_budget.items() if k in cfg.budgets}
+    if not played:
+        raise SystemExit(f"--human: the recordings were played at budgets {sorted(scores.by_budget)}, none of "
+                         f"--budgets {' '.join(map(str, cfg.budgets))}: add theirs to --budgets")
+    results = [BudgetResult(budget=k, correct=c, n_saccades=n, eccentricity=e, seconds=float(s.sum()))
+               for k, (c, n, e, s, _) in played.items()]
+    seeds = np.concatenate([v[4] for v in played.values()])
+    shared = 0 if cfg.full_test else int(((seeds >= cfg.seed) & (seeds < cfg.seed + agent_episodes)).sum())
+    n, people = len(seeds), len(scores.participants)
+    who = f"{people} {'person' if people == 1 else 'people'}"
+    left = sorted(set(scores.by_budget) - set(played))
+    note = (f"human: {n} episodes by {who} ({', '.join(scores.participants)}) in {scores.files} recording(s); "
+            f"{shared} of them are episodes the agents played too (seeds --seed to --seed + --episodes - 1)" +
+            (f"; episodes at budgets {left}, not in --budgets, left out" if left else "") + ".")
+    return results, f"human ({who}, {n} episodes)", note
 
 
 def output_dir(cfg: Config) -> Path:
@@ -232,6 +278,8 @@ def main(cfg: Config) -> str:
     if capped:
         print(f"on a CPU, {', '.join(capped)} (gradient-based planners, slow) play {min(episodes[n] for n in capped)} "
               f"episodes per budget; --no-cap plays {cfg.episodes}")
+    # people's recordings, replayed and checked before any agent plays
+    human = human_results(cfg, split_size("test") if cfg.full_test else cfg.episodes) if cfg.human else None
     results: dict[str, list[BudgetResult]] = {}
     privileged = {n: bool(a.privileged) for n, a in agents.items()}
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
@@ -254,14 +302,17 @@ def main(cfg: Config) -> str:
             write_rows(out, rows, {**meta, "wall_s": time.perf_counter() - t0})
             bar.write(f"{n}: " + ", ".join(f"k={r['budget']} {fmt(r['accuracy'], r['ci_low'], r['ci_high'])}"
                                            for r in mine) + f" (written to {out}/table.csv)")
+    if human:
+        results[HUMAN], privileged[HUMAN] = human[0], False
+        rows += rows_of(HUMAN, False, human[0])
     wall = time.perf_counter() - t0
-    table = markdown(rows, cfg.budgets)
+    table = markdown(rows, cfg.budgets, {HUMAN: human[1]} if human else None)
     counts = (f"{cfg.episodes} episodes per cell" if not capped else
               f"{cfg.episodes} episodes per cell ({', '.join(f'{n}: {episodes[n]}' for n in capped)})")
     if cfg.full_test:
         counts = f"every test digit once per cell ({split_size('test')} episodes)"
     footer = (f"\n{cfg.env}, test split, {counts}, seed {cfg.seed}; "
-              f"{wall:.0f} s on {device} ({machine}).\n")
+              f"{wall:.0f} s on {device} ({machine}).\n" + (human[2] + "\n" if human else ""))
     (out / "table.md").write_text(table + footer)
     write_rows(out, rows, {**meta, "wall_s": wall})
     plot(results, privileged, out, cfg.env)
