@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from saccade_env.scene import GREY
@@ -54,3 +55,49 @@ class SceneClassifier(nn.Module):
         if scene.dim() != 3 or scene.shape[1] != scene.shape[2]:
             raise ValueError(f"SceneClassifier takes (B, S, S) scenes, got {tuple(scene.shape)}")
         return self.net(scene[:, None] - GREY)
+
+
+PERIPHERY_SCALE = 10.0  # periphery responses are ~0.1 on SaccadeMNIST-v0's scenes: bring them to ~1
+
+
+class CircularConv(nn.Module):
+    """3x3 conv over (E, A) maps: circular padding along A (azimuth), zeros along E."""
+
+    def __init__(self, c_in: int, c_out: int, *, stride: tuple[int, int] = (1, 1)) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, E, A) -> (B, c_out, E', A')
+        x = F.pad(x, (1, 1, 0, 0), mode="circular")
+        return self.conv(F.pad(x, (0, 0, 1, 1)))
+
+
+class RetinotopicMaps(nn.Module):
+    """Scores on the periphery's own log-polar map: one per cell, i.e. per saccade target of the
+    discrete log-polar actions (saccade_env.wrappers, ``grid="logpolar"``: target ``e * A + a``).
+
+    ``layers`` circular 3x3 convolutions (:class:`CircularConv`, ``width`` channels, ReLU) over the
+    periphery (scaled by :data:`PERIPHERY_SCALE`) and a channel holding the ring index (0 innermost,
+    1 outermost), then a 1x1 convolution to one channel. What is learnt about one place serves every
+    place at the same eccentricity.
+
+    ``forward(periphery (B, C, E, A)) -> (scores (B, E*A), pooled (B, width))``, ``pooled`` the
+    channel-wise maximum of the last hidden layer over the map.
+    """
+
+    def __init__(self, in_channels: int, *, width: int = 16, layers: int = 2) -> None:
+        super().__init__()
+        if layers < 1 or width < 1:
+            raise ValueError(f"RetinotopicMaps needs layers >= 1 and width >= 1, got layers={layers}, width={width}")
+        convs: list[nn.Module] = []
+        for i in range(layers):
+            convs += [CircularConv(in_channels + 1 if i == 0 else width, width), nn.ReLU()]
+        self.hidden = nn.Sequential(*convs)
+        self.score = nn.Conv2d(width, 1, 1)
+
+    def forward(self, periphery: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, _, E, A = periphery.shape
+        ring = torch.linspace(0.0, 1.0, E, device=periphery.device, dtype=periphery.dtype)
+        x = torch.cat([periphery * PERIPHERY_SCALE, ring[None, None, :, None].expand(B, 1, E, A)], 1)
+        h = self.hidden(x)  # (B, width, E, A)
+        return self.score(h).flatten(1), h.amax((2, 3))

@@ -26,7 +26,8 @@ from saccade_env.wrappers import ActionMapping
 
 from .base import LOOK, N_CLASSES, SENSORS, must_answer
 from .checkpoint import CheckpointError, load_checkpoint
-from .sb3_extractors import RetinaExtractor
+from .nets import FovealClassifier
+from .sb3_extractors import WHAT_KEY, RetinaExtractor, RetinotopicExtractor, RetinotopicPolicy, what_readout
 
 NAME = "ppo"
 SCRIPT = "train/ppo.py"
@@ -46,14 +47,21 @@ class SB3Agent:
         policy: an SB3 ``ActorCriticPolicy`` (or sb3-contrib's recurrent one) whose
             observation space is SaccadeMNIST's Dict and action space a flat form.
         mapping: the flat action -> native action map the policy was trained with.
+        what: the frozen What classifier whose reading the policy observes as ``obs["what"]``
+            (agents.sb3_extractors.WhatObservation), or None.
         name: the agent's name in tables.
     """
 
     privileged = False
 
-    def __init__(self, *, policy, mapping: ActionMapping, name: str = NAME) -> None:
-        self.policy, self.mapping, self.name = policy, mapping, name
+    def __init__(self, *, policy, mapping: ActionMapping, what: torch.nn.Module | None = None,
+                 name: str = NAME) -> None:
+        self.policy, self.mapping, self.what, self.name = policy, mapping, what, name
         self.keys = tuple(policy.observation_space.spaces)
+        if (WHAT_KEY in self.keys) != (what is not None):
+            raise ValueError(f"the policy {'reads' if WHAT_KEY in self.keys else 'does not read'} obs[{WHAT_KEY!r}]: "
+                             f"pass what= the frozen What classifier it was trained with"
+                             if WHAT_KEY in self.keys else "pass what=None")
         self.sensors = tuple(k for k in SENSORS if k in self.keys)
         self.recurrent = hasattr(policy, "lstm_actor")
         policy.set_training_mode(False)
@@ -69,7 +77,9 @@ class SB3Agent:
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], state: Any, *, info: dict | None = None):
         """``obs``: the vector env's (B, ...) tensors -> ({"saccade" (B, 2), "answer" (B,)}, state)."""
-        x = {k: obs[k].to(self.policy.device) for k in self.keys}
+        x = {k: obs[k].to(self.policy.device) for k in self.keys if k != WHAT_KEY}
+        if self.what is not None:
+            x[WHAT_KEY] = what_readout(self.what, x["fovea"])
         if self.recurrent:
             lstm, start = state
             dist, lstm = self.policy.get_distribution(x, lstm, start)
@@ -90,8 +100,18 @@ class SB3Agent:
         return {"saccade": saccade.float(), "answer": answer.long()}, state
 
 
-def policy_class(recurrent: bool):
-    """SB3's MultiInputPolicy class, or sb3-contrib's recurrent one (a clear error if missing)."""
+EXTRACTORS = {"mlp": RetinaExtractor, "retinotopic": RetinotopicExtractor}  # policy name -> features extractor
+
+
+def policy_class(recurrent: bool, *, policy: str = "mlp"):
+    """The policy class: :class:`~agents.sb3_extractors.RetinotopicPolicy` (``policy="retinotopic"``),
+    SB3's MultiInputPolicy, or sb3-contrib's recurrent one (a clear error if missing)."""
+    if policy not in EXTRACTORS:
+        raise ValueError(f"policy must be one of {sorted(EXTRACTORS)}, got {policy!r}")
+    if policy == "retinotopic":
+        if recurrent:
+            raise ValueError("the retinotopic policy is feed-forward: train the recurrent policy with --policy mlp")
+        return RetinotopicPolicy
     if not recurrent:
         from stable_baselines3.common.policies import MultiInputActorCriticPolicy
         return MultiInputActorCriticPolicy
@@ -99,6 +119,20 @@ def policy_class(recurrent: bool):
         return importlib.import_module("sb3_contrib.common.recurrent.policies").RecurrentMultiInputActorCriticPolicy
     except ImportError:
         raise ImportError("recurrent PPO needs sb3-contrib, which is not installed: pip install sb3-contrib") from None
+
+
+def policy_options(cfg) -> dict:
+    """The policy's keyword arguments (plain values, stored in the checkpoint) from train/ppo.py's Config;
+    the features extractor's class is added from :data:`EXTRACTORS` when the policy is built."""
+    if cfg.policy_name() == "retinotopic":
+        return {"net_arch": {"pi": [], "vf": [cfg.hidden]}, "look_bias": cfg.look_bias,
+                "features_extractor_kwargs": {"width": cfg.width, "layers": cfg.layers}}
+    kwargs = {"net_arch": {"pi": [cfg.hidden], "vf": [cfg.hidden]},
+              "features_extractor_kwargs": {"width": cfg.width, "fovea_dim": cfg.code, "periphery_dim": cfg.code,
+                                            "glimpse_dim": cfg.code}}
+    if cfg.recurrent:
+        kwargs.update(lstm_hidden_size=cfg.hidden)
+    return kwargs
 
 
 def from_sb3_zip(path: str | os.PathLike, *, device: str | torch.device = "cpu", env_id: str = "SaccadeMNIST-v0",
@@ -208,14 +242,21 @@ def load_agent(path: str | os.PathLike | None = None, *, device: str | torch.dev
     try:
         mapping = ActionMapping(env_config(cfg["env"], cfg["env_kwargs"]), form=cfg["form"], grid=cfg["grid"],
                                 grid_size=cfg["grid_size"])
-        cls = policy_class(cfg["recurrent"])
-        policy = cls(observation_space(cfg["env"], cfg["env_kwargs"]), mapping.space(), lambda _: 0.0,
-                     features_extractor_class=RetinaExtractor, **cfg["policy_kwargs"])
+        name = cfg.get("policy", "mlp")
+        what = None
+        space = observation_space(cfg["env"], cfg["env_kwargs"])
+        if cfg.get("what") is not None:
+            what = FovealClassifier(**cfg["what"]).to(device)
+            what.load_state_dict(ckpt["weights"]["what"])
+            what.eval()
+            space = gym.spaces.Dict({**space.spaces, WHAT_KEY: gym.spaces.Box(-float("inf"), 0.0, (10,))})
+        policy = policy_class(cfg["recurrent"], policy=name)(
+            space, mapping.space(), lambda _: 0.0, features_extractor_class=EXTRACTORS[name], **cfg["policy_kwargs"])
         policy.load_state_dict(ckpt["weights"]["policy"])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"the ppo checkpoint {path or 'checkpoints/ppo.pt'} does not match this code "
                               f"({type(err).__name__}: {err}): retrain it with `python {SCRIPT}`") from None
-    return SB3Agent(policy=policy.to(device), mapping=mapping)
+    return SB3Agent(policy=policy.to(device), mapping=mapping, what=what)
 
 
 def observation_space(env_id: str, env_kwargs: dict) -> gym.spaces.Dict:

@@ -49,12 +49,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+import saccade_env
+
+from saccade_env.core import LOOK
+from saccade_env.wrappers import ActionMapping
+
 from .base import Seeded, make_action, must_answer
 from .checkpoint import CheckpointError, checkpoint_dir, load_checkpoint, safe_load
+from .nets import FovealClassifier, RetinotopicMaps
 from .rollout import BudgetResult, make_env, run_episodes, split_size
 
 PRESET_TAGS = {"SaccadeMNIST-v0": "v0", "SaccadeMNIST-Centered28-v0": "centered28",
@@ -94,6 +101,13 @@ class RAMConfig:
         obs_mean, obs_std: normalisation of glimpse pixels (measured by the trainer).
         dropout: dropout probability on the glimpse feature g_t and on the core state read by
             the classifier (0: none, the paper); active only in training mode.
+        sensor: "glimpse" (the paper's multi-resolution glimpse) or "retina" (SaccadeMNIST-v0's own
+            fovea and log-polar periphery, see "RAM on the retina" in the module docstring).
+        what_net: sensor "retina": the configuration of the frozen What classifier
+            (agents.nets.FovealClassifier; its weights are part of the network's).
+        periphery_shape: sensor "retina": the periphery's (C, E, A).
+        where_width, where_layers: sensor "retina": the retinotopic maps over the periphery
+            (agents.nets.RetinotopicMaps).
     """
 
     glimpse_size: int = 8
@@ -111,12 +125,23 @@ class RAMConfig:
     obs_mean: float = 0.0
     obs_std: float = 1.0
     dropout: float = 0.0
+    sensor: str = "glimpse"
+    what_net: dict | None = None
+    periphery_shape: tuple[int, int, int] = (12, 10, 24)
+    where_width: int = 16
+    where_layers: int = 2
 
     def __post_init__(self) -> None:
         if self.core not in ("gru", "lstm"):
             raise ValueError(f"core must be 'gru' or 'lstm', got {self.core!r}")
-        if self.location not in ("tanh", "clamp"):
-            raise ValueError(f"location must be 'tanh' or 'clamp', got {self.location!r}")
+        if self.sensor not in SENSOR_MODES:
+            raise ValueError(f"sensor must be one of {SENSOR_MODES}, got {self.sensor!r}")
+        allowed = LOCATIONS[self.sensor]
+        if self.location not in allowed:
+            raise ValueError(f"location must be one of {allowed} with sensor {self.sensor!r}, got {self.location!r}")
+        if self.sensor == "retina" and self.what_net is None:
+            raise ValueError("sensor 'retina' reads the fovea with a frozen What classifier: pass what_net= its "
+                             "configuration (FovealClassifier(...).config)")
         if not self.std > 0 or not self.obs_std > 0:
             raise ValueError(f"std and obs_std must be > 0, got std={self.std}, obs_std={self.obs_std}")
         if not 0.0 <= self.dropout < 1.0:
@@ -129,6 +154,10 @@ class RAMConfig:
                              f"(what_conv > 0), got what_conv={self.what_conv}, what_conv2={self.what_conv2}")
 
 
+SENSOR_MODES = ("glimpse", "retina")
+LOCATIONS = {"glimpse": ("tanh", "clamp"), "retina": ("logpolar",)}  # location policies each sensor allows
+
+
 @dataclass
 class RAMState:
     """The agent's memory over one batch of episodes.
@@ -139,6 +168,8 @@ class RAMState:
         log_pi: per step, (B,) log-density of the sampled location (0 where it answered).
         baseline: per step, (B,) predicted reward.
         look: per step, (B,) bool, the agent looked (its location was used).
+        what_logp: per step, (B, 10) the frozen What's log-probabilities of the fovea (sensor
+            "retina" only; train/ram.py's ``--reward fovea`` reads them).
     """
 
     h: torch.Tensor
@@ -147,6 +178,7 @@ class RAMState:
     log_pi: list = field(default_factory=list)
     baseline: list = field(default_factory=list)
     look: list = field(default_factory=list)
+    what_logp: list = field(default_factory=list)
 
 
 class RAMNet(nn.Module):
@@ -155,6 +187,9 @@ class RAMNet(nn.Module):
     def __init__(self, cfg: RAMConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        if cfg.sensor == "retina":
+            self._build_retina(cfg)
+            return
         n_in = cfg.glimpse_scales * cfg.glimpse_size ** 2
         self.what = nn.Sequential(nn.Flatten(), nn.Linear(n_in, cfg.what_hidden), nn.ReLU())
         if cfg.what_conv:  # added to what[1]'s output, before what[2]'s ReLU
@@ -178,6 +213,46 @@ class RAMNet(nn.Module):
             nn.Linear(cfg.hidden, cfg.locator_hidden), nn.ReLU(), nn.Linear(cfg.locator_hidden, 2)))
         self.baseline = nn.Linear(cfg.hidden, 1)
         self.drop = nn.Dropout(cfg.dropout)  # identity when cfg.dropout == 0 or in eval mode
+
+    def _build_retina(self, cfg: RAMConfig) -> None:
+        """The retina variant's modules (see the module docstring)."""
+        c, e, a = cfg.periphery_shape
+        self.what_net = FovealClassifier(**cfg.what_net).requires_grad_(False).eval()  # frozen
+        self.what = nn.Sequential(nn.Linear(20, cfg.what_hidden), nn.ReLU())
+        self.maps = RetinotopicMaps(c, width=cfg.where_width, layers=cfg.where_layers)
+        self.where = nn.Sequential(nn.Linear(cfg.where_width + 2, cfg.where_hidden), nn.ReLU())
+        self.mix_what = nn.Linear(cfg.what_hidden, cfg.hidden)
+        self.mix_where = nn.Linear(cfg.where_hidden, cfg.hidden)
+        cell = nn.GRUCell if cfg.core == "gru" else nn.LSTMCell
+        self.core = cell(cfg.hidden, cfg.hidden)
+        self.classifier = nn.Linear(cfg.hidden, 10)
+        self.locator = nn.Linear(cfg.hidden, e * a)  # the core's term of each target's logit: starts at zero
+        nn.init.zeros_(self.locator.weight)
+        nn.init.zeros_(self.locator.bias)
+        self.baseline = nn.Linear(cfg.hidden, 1)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def train(self, mode: bool = True) -> "RAMNet":
+        super().train(mode)
+        if self.cfg.sensor == "retina":
+            self.what_net.eval()  # frozen: no dropout, ever
+        return self
+
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """The parameters only the location policy's gradient (REINFORCE) reaches."""
+        return list(self.locator.parameters()) + (list(self.maps.score.parameters())
+                                                  if self.cfg.sensor == "retina" else [])
+
+    def retina_features(self, fovea: torch.Tensor, periphery: torch.Tensor, fixation: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, 28, 28) fovea, (B, C, E, A) periphery, (B, 2) fixation ->
+        (g_t (B, hidden), target scores (B, E*A), the frozen What's log-probabilities (B, 10))."""
+        with torch.no_grad():
+            logp = torch.log_softmax(self.what_net(fovea), -1)  # (B, 10) the frozen What's reading
+        what = self.what(torch.cat([logp, logp.exp()], 1))
+        scores, pooled = self.maps(periphery)
+        where = self.where(torch.cat([pooled, fixation], 1))
+        return self.drop(torch.relu(self.mix_what(what) + self.mix_where(where))), scores, logp
 
     def glimpse_features(self, glimpse: torch.Tensor, fixation: torch.Tensor) -> torch.Tensor:
         """(B, k, g, g) glimpse, (B, 2) fixation -> (B, hidden) glimpse feature g_t."""
@@ -211,7 +286,6 @@ class RAMAgent(Seeded):
     """
 
     name = "ram"
-    sensors = ("glimpse",)
     privileged = False
 
     def __init__(self, net: RAMNet, *, deterministic: bool = True, env_id: str | None = None) -> None:
@@ -219,7 +293,14 @@ class RAMAgent(Seeded):
         self.cfg = net.cfg
         self.deterministic = deterministic
         self.env_id = env_id
-        self.env_kwargs = {"glimpse_size": self.cfg.glimpse_size, "glimpse_scales": self.cfg.glimpse_scales}
+        if self.cfg.sensor == "retina":
+            self.sensors = ("fovea", "periphery")
+            self.env_kwargs = {"sensors": self.sensors}
+            env_cfg = saccade_env.make_config(**gym.spec(env_id or "SaccadeMNIST-v0").kwargs)
+            self.targets = ActionMapping(env_cfg, form="discrete", grid="logpolar")  # cell -> saccade target
+        else:
+            self.sensors = ("glimpse",)
+            self.env_kwargs = {"glimpse_size": self.cfg.glimpse_size, "glimpse_scales": self.cfg.glimpse_scales}
         self.seed(0)  # sampled locations use the agent's own generator (agents.base.Seeded)
 
     def reset(self, batch_size: int, device: torch.device) -> RAMState:
@@ -228,6 +309,8 @@ class RAMAgent(Seeded):
 
     def act(self, obs: dict[str, torch.Tensor], state: RAMState, *, info: dict | None = None
             ) -> tuple[dict[str, torch.Tensor], RAMState]:
+        if self.cfg.sensor == "retina":
+            return self._act_retina(obs, state)
         g = obs["glimpse"]  # (B, k, g, g)
         want = (self.cfg.glimpse_scales, self.cfg.glimpse_size, self.cfg.glimpse_size)
         if tuple(g.shape[1:]) != want:
@@ -254,6 +337,32 @@ class RAMAgent(Seeded):
                       baseline=state.baseline + [baseline], look=state.look + [look])
         action = make_action(saccade=loc, answer=logits.argmax(-1), look=look)
         return action, st
+
+    def _act_retina(self, obs: dict[str, torch.Tensor], state: RAMState) -> tuple[dict[str, torch.Tensor], RAMState]:
+        """One step of RAM on the retina: the location policy is a categorical over the log-polar targets."""
+        p = obs["periphery"]
+        if tuple(p.shape[1:]) != tuple(self.cfg.periphery_shape):
+            raise ValueError(f"RAM was built for a periphery of shape {tuple(self.cfg.periphery_shape)}, the env "
+                             f"gives {tuple(p.shape[1:])}: make the env with the periphery it was trained with")
+        net, fixation = self.net, obs["fixation"].detach()
+        x, scores, what_logp = net.retina_features(obs["fovea"], p, fixation)
+        h, c = (net.core(x, state.h), None) if state.c is None else net.core(x, (state.h, state.c))
+        logits = net.classifier(net.drop(h))  # (B, 10)
+        cell_logits = scores + net.locator(h if self.cfg.policy_into_core else h.detach())  # (B, E*A)
+        if self.deterministic:
+            cell = cell_logits.argmax(-1)
+        else:
+            probs = torch.softmax(cell_logits.detach(), -1)
+            cell = torch.multinomial(probs, 1, generator=self._generator(probs.device))[:, 0]
+        look = ~must_answer(obs)  # (B,)
+        log_pi = torch.log_softmax(cell_logits, -1).gather(1, cell[:, None])[:, 0] * look  # (B,)
+        flat = torch.stack([cell, torch.full_like(cell, LOOK)], 1)
+        loc, _ = self.targets(flat, fixation)
+        baseline = net.baseline(h.detach())[:, 0]
+        st = RAMState(h=h, c=c, logits=state.logits + [logits], log_pi=state.log_pi + [log_pi],
+                      baseline=state.baseline + [baseline], look=state.look + [look],
+                      what_logp=state.what_logp + [what_logp])
+        return make_action(saccade=loc, answer=logits.argmax(-1), look=look), st
 
 
 def build_agent(cfg: RAMConfig, *, device: str | torch.device = "cpu", deterministic: bool = True,

@@ -128,7 +128,7 @@ def test_reinforce_moves_the_policy_toward_rewarded_locations(monkeypatch, locat
     z = torch.zeros(B)
     ep = Episodes(correct=correct, label=torch.zeros(B, dtype=torch.int64), n_saccades=z.long(), eccentricity=z,
                   target_xy=torch.zeros(B, 2), reward=correct.float(), length=z.long() + 2, state=state)
-    tcfg = tr.Config(every_step_weight=0.0)
+    tcfg = tr.Config(every_step_weight=0.0, reward="correct")
     loss = tr.losses(ep, tcfg)["reinforce"]
     params = list(agent.net.locator.parameters())
     grads = torch.autograd.grad(loss, params)
@@ -364,7 +364,8 @@ def test_valid_holds_out_training_digits_and_keeps_the_best_weights(tmp_path, mo
     seen: list[tuple[str, dict]] = []
 
     def fake_evaluate(agent, *, split="test", **kw):
-        if split == "test":  # the final scores
+        assert split != "test"  # --valid: neither the monitor nor the final scores read the test split
+        if kw.get("seed") == 0:  # the final scores
             return real_evaluate(agent, split=split, **kw)
         seen.append((split, {k: v.detach().clone() for k, v in agent.net.state_dict().items()}))
         return type("R", (), {"accuracy": next(scripted)})()
@@ -492,3 +493,93 @@ def test_widening_keeps_what_the_network_computes(core, old_conv, conv, conv2):
         widen_weights(big.net.state_dict(), new, old)
     with pytest.raises(ValueError, match="core"):
         widen_weights(small.net.state_dict(), old, dataclasses.replace(new, core="lstm" if core == "gru" else "gru"))
+
+
+def _retina_agent(**kw):
+    from agents.nets import FovealClassifier
+    cfg = RAMConfig(sensor="retina", location="logpolar", what_net=FovealClassifier().config, hidden=32,
+                    what_hidden=16, where_hidden=16, where_width=4, **kw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_agent(cfg, deterministic=False, env_id="SaccadeMNIST-v0")
+
+
+def test_retina_ram_looks_at_log_polar_targets_and_keeps_its_what_frozen():
+    """RAM on the retina: each saccade goes to one of the periphery's log-polar targets (relative to
+    the fixation, as the discrete actions'), log pi is the categorical's at the chosen target, the
+    frozen What gets no gradient and stays in eval mode when the network trains."""
+    from saccade_env.wrappers import ActionMapping
+    agent = _retina_agent()
+    agent.net.train()
+    assert not agent.net.what_net.training and agent.sensors == ("fovea", "periphery")
+    venv = make_env("SaccadeMNIST-v0", agent=agent, num_envs=16, max_saccades=2, split="train")
+    obs, _ = venv.reset(seed=0)
+    state = agent.reset(16, torch.device("cpu"))
+    action, state = agent.act(obs, state)
+    grid = ActionMapping(saccade_env.make_config(**gym.spec("SaccadeMNIST-v0").kwargs), grid="logpolar").targets
+    offsets = action["saccade"] - obs["fixation"]
+    dist = (offsets[:, None, :] - grid[None]).abs().amax(-1)  # (B, T): the target each saccade went to
+    unclipped = (obs["fixation"][:, None, :] + grid[None]).abs().amax(-1) <= 1  # targets inside the scene
+    assert bool(((dist < 1e-5) & unclipped).any(1).all())
+    x, scores, _ = agent.net.retina_features(obs["fovea"], obs["periphery"], obs["fixation"])
+    cell_logits = scores + agent.net.locator(state.h.detach())
+    cell = (dist < 1e-5).float().argmax(1)
+    torch.testing.assert_close(state.log_pi[0], torch.log_softmax(cell_logits, -1).gather(1, cell[:, None])[:, 0])
+    loss = -(state.log_pi[0].sum()) + torch.nn.functional.cross_entropy(state.logits[0], torch.zeros(16).long())
+    loss.backward()
+    assert all(p.grad is None for p in agent.net.what_net.parameters())
+    assert agent.net.maps.score.weight.grad is not None and agent.net.classifier.weight.grad is not None
+    with pytest.raises(ValueError, match="location must be one of"):
+        RAMConfig(sensor="retina", location="tanh", what_net={})
+
+
+def test_retina_ram_trains_and_round_trips(tmp_path, monkeypatch):
+    """`python train/ram.py` on v0 takes the retina by default; a short run writes a checkpoint whose
+    agent (frozen What included) plays as the trained one did, and well above chance."""
+    monkeypatch.chdir(tmp_path)
+    tr = _train_module(monkeypatch)
+    out = tmp_path / "ram-v0.pt"
+    cfg = tr.Config(steps=40, batch_size=32, lr=3e-3, hidden=32, what_hidden=16, where_hidden=16, where_width=4,
+                    eval_every=10**6, valid=500, eval_episodes=100, final_episodes=100, device="cpu", out=str(out),
+                    threads=1)
+    threads = torch.get_num_threads()
+    try:
+        tr.main(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["config"]["net"]["sensor"] == "retina" and ckpt["meta"]["fit_split"] == "train[:59500]"
+    agent = load_agent(out)
+    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=2, episodes=200, seed=3, split="train[59500:]")
+    assert res.accuracy > 0.18 and (res.n_saccades == 2).all()  # chance: 0.10 (sd 0.02 over 200 episodes)
+    assert res.accuracy == pytest.approx(ckpt["meta"]["scores"]["accuracy_k2"], abs=0.1)
+    with pytest.raises(ValueError, match="--sensor retina"):
+        tr.Config(sensor="glimpse", what="x.pt")
+
+
+def test_fovea_reward_pays_each_saccade_what_it_brings_under_the_fovea(monkeypatch):
+    """--reward fovea: REINFORCE weighs the look at step t by the frozen What's probability of the true
+    label at step t + 1 (minus the baseline), and the answer step is no look."""
+    from agents.ram import RAMState
+    from agents.rollout import Episodes
+    tr = _train_module(monkeypatch)
+    B, T = 5, 3
+    g = torch.Generator().manual_seed(0)
+    label = torch.randint(0, 10, (B,), generator=g)
+    what_logp = [torch.log_softmax(torch.randn(B, 10, generator=g), -1) for _ in range(T)]
+    log_pi = [torch.zeros(B, requires_grad=True) for _ in range(T)]
+    look = [torch.ones(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)]
+    state = RAMState(h=torch.zeros(B, 4), c=None, logits=[torch.zeros(B, 10)] * T, log_pi=log_pi,
+                     baseline=[torch.zeros(B)] * T, look=look, what_logp=what_logp)
+    z = torch.zeros(B)
+    ep = Episodes(correct=z.bool(), label=label, n_saccades=z.long() + 2, eccentricity=z, target_xy=torch.zeros(B, 2),
+                  reward=z, length=z.long() + 3, state=state)
+    loss = tr.losses(ep, tr.Config(reward="fovea"))["reinforce"]
+    grads = torch.autograd.grad(loss, log_pi, allow_unused=True)
+    n_looks = 2 * B
+    for t in range(2):
+        phi_next = what_logp[t + 1].gather(1, label[:, None])[:, 0].exp()
+        torch.testing.assert_close(grads[t], -phi_next / n_looks)
+    assert grads[2] is None or float(grads[2].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="--reward fovea"):
+        tr.Config(env="SaccadeMNIST-Translated60-v0", reward="fovea")

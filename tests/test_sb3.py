@@ -199,7 +199,7 @@ def test_ppo_learns_an_easy_configuration(tmp_path):
     a bandit on the fovea.  Test accuracy (agents.rollout.evaluate on the test split) must beat
     chance (10%) by far; then the shipped-checkpoint path (save -> load_agent) gives the same agent."""
     mod = _train_module()
-    cfg = mod.Config(sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center",
+    cfg = mod.Config(sensors=("fovea",), what="none", shaping=0.0, max_saccades=0, contrast=1.0, noise=0.0, placement="center",
                      num_envs=128, n_steps=4, batch_size=128, n_epochs=4, lr=2e-3, ent_coef=0.0, total_timesteps=8192,
                      width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300, progress_bar=False,
                      threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
@@ -209,10 +209,10 @@ def test_ppo_learns_an_easy_configuration(tmp_path):
     from agents.rollout import evaluate
     agent = load_agent(tmp_path / "ppo.pt")
     assert agent.sensors == ("fovea",)
-    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, **cfg.env_kwargs())
+    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, split=cfg.val_split, **cfg.env_kwargs())
     assert res.accuracy == pytest.approx(result["accuracy"][0])
     zip_agent = load_agent(tmp_path / "ppo" / "final.zip", **cfg.env_kwargs())
-    assert evaluate(zip_agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0,
+    assert evaluate(zip_agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, split=cfg.val_split,
                     **cfg.env_kwargs()).accuracy == pytest.approx(res.accuracy)
 
 
@@ -221,7 +221,7 @@ def test_recurrent_ppo_learns_an_easy_configuration(tmp_path):
     learns well above chance, and the shipped checkpoint acts the same through load_agent."""
     pytest.importorskip("sb3_contrib", reason="the test extra installs sb3-contrib")
     mod = _train_module()
-    cfg = mod.Config(recurrent=True, sensors=("fovea",), max_saccades=0, contrast=1.0, noise=0.0, placement="center",
+    cfg = mod.Config(recurrent=True, sensors=("fovea",), what="none", shaping=0.0, max_saccades=0, contrast=1.0, noise=0.0, placement="center",
                      num_envs=128, n_steps=4, batch_size=128, n_epochs=4, lr=2e-3, ent_coef=0.0,
                      total_timesteps=8192, width=8, code=64, hidden=64, eval_budgets=(0,), eval_episodes=300,
                      progress_bar=True, threads=1, runs=str(tmp_path), out=str(tmp_path / "ppo.pt"))
@@ -231,5 +231,81 @@ def test_recurrent_ppo_learns_an_easy_configuration(tmp_path):
     from agents.rollout import evaluate
     agent = load_agent(tmp_path / "ppo.pt")
     assert agent.recurrent
-    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, **cfg.env_kwargs())
+    res = evaluate(agent, env_id="SaccadeMNIST-v0", budget=0, episodes=300, seed=0, split=cfg.val_split, **cfg.env_kwargs())
     assert res.accuracy == pytest.approx(result["accuracy"][0])
+
+
+def _retinotopic_setup(num_envs=4, **kw):
+    from agents.nets import FovealClassifier
+    from agents.sb3_extractors import WhatObservation
+    venv = make_sb3_vec_env("SaccadeMNIST-v0", num_envs=num_envs, split="test", **kw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        what = FovealClassifier().eval()
+    return venv, what, WhatObservation
+
+
+def test_retinotopic_policy_scores_each_target_at_its_place():
+    """Turning the periphery's map by one azimuth step turns every ring's target logits by one step
+    (the scores are computed on the map itself, with circular padding along the azimuth); the answer
+    logits are the head's own; a grid other than the log-polar one is refused."""
+    from agents.sb3_extractors import RetinotopicPolicy
+    venv, what, WhatObservation = _retinotopic_setup()
+    env = WhatObservation(venv, what)
+    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        policy = RetinotopicPolicy(env.observation_space, env.action_space, lambda _: 1e-3)
+    with torch.no_grad():
+        policy.action_net.cell_bias.zero_()
+        logits = policy.action_net(policy.extract_features(obs, policy.features_extractor))
+        turned = {**obs, "periphery": obs["periphery"].roll(1, dims=-1)}
+        logits_t = policy.action_net(policy.extract_features(turned, policy.features_extractor))
+    E, A = obs["periphery"].shape[-2:]
+    cells, cells_t = logits[:, :E * A].view(-1, E, A), logits_t[:, :E * A].view(-1, E, A)
+    torch.testing.assert_close(cells_t, cells.roll(1, dims=-1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(cells, cells.roll(1, dims=-1))  # the scores do depend on the place
+    probs = torch.softmax(logits[:, E * A:], -1)
+    assert float(probs[:, LOOK].mean()) == pytest.approx(0.5, abs=0.05)  # a fresh policy looks half the time
+    uniform = WhatObservation(make_sb3_vec_env("SaccadeMNIST-v0", num_envs=2, split="test", grid="uniform"), what)
+    with pytest.raises(ValueError, match="grid='logpolar'"):
+        RetinotopicPolicy(uniform.observation_space, uniform.action_space, lambda _: 1e-3)
+
+
+def test_what_observation_reads_the_fovea_and_shaping_telescopes():
+    """obs["what"] is the frozen classifier's log-probabilities of the fovea, terminal observations
+    included; with shaping (gamma 1) the shaped rewards of an episode add up to its plain rewards
+    minus the potential of its first observation (the probability of the true label then)."""
+    from agents.sb3_extractors import what_readout
+    n = 4
+    plain_env, what, WhatObservation = _retinotopic_setup(n, max_saccades=2)
+    shaped_env = WhatObservation(make_sb3_vec_env("SaccadeMNIST-v0", num_envs=n, split="test", max_saccades=2),
+                                 what, shaping=1.0, gamma=1.0)
+    plain_env = WhatObservation(plain_env, what)
+    plain_env.seed(3)
+    shaped_env.seed(3)
+    obs, obs_s = plain_env.reset(), shaped_env.reset()
+    np.testing.assert_allclose(obs["what"], what_readout(what, torch.as_tensor(obs["fovea"])).numpy(), atol=1e-6)
+    phi0 = np.exp(obs["what"][np.arange(n), shaped_env.venv.unwrapped.venv.state.label.numpy()])
+    rng = np.random.default_rng(0)
+    total_plain, total_shaped, firsts = np.zeros(n), np.zeros(n), phi0.copy()
+    checked = 0
+    for _ in range(12):
+        act = np.stack([rng.integers(0, 240, n), np.where(rng.random(n) < 0.6, LOOK, rng.integers(0, 10, n))], 1)
+        obs, r, done, infos = plain_env.step(act)
+        obs_s, r_s, done_s, _ = shaped_env.step(act)
+        np.testing.assert_array_equal(done, done_s)
+        total_plain += r
+        total_shaped += r_s
+        for i in np.flatnonzero(done):
+            term = infos[i]["terminal_observation"]
+            np.testing.assert_allclose(term["what"], what_readout(what, torch.as_tensor(term["fovea"][None])).numpy()[0],
+                                       atol=1e-6)
+            assert total_shaped[i] == pytest.approx(total_plain[i] - firsts[i], abs=1e-5)
+            checked += 1
+            total_plain[i] = total_shaped[i] = 0.0
+            label = shaped_env.venv.unwrapped.venv.state.label[i].item()
+            firsts[i] = np.exp(obs["what"][i, label])
+    assert checked >= n
+    with pytest.raises(ValueError, match="shaping >= 0"):
+        WhatObservation(plain_env.venv, what, shaping=-1.0)

@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
@@ -33,9 +34,10 @@ from stable_baselines3.common.vec_env import VecMonitor
 from agents.checkpoint import atomic_write, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, finish_run, load_resume, parse_config, prepare_run,
                         resolve_device, save_resume)
-from agents.ppo import SB3Agent, policy_class
+from agents.baselines import load_foveal
+from agents.ppo import EXTRACTORS, SB3Agent, policy_class, policy_options
 from agents.rollout import evaluate
-from agents.sb3_extractors import RetinaExtractor
+from agents.sb3_extractors import WhatObservation
 from saccade_env.sb3 import make_sb3_vec_env
 
 
@@ -54,6 +56,18 @@ class Config(RunOptions):
     noise: float | None = field(default=None, metadata={"help": "background noise level (default: the preset's)"})
     placement: str | None = field(default=None, metadata={"help": "radial, uniform or center (default: preset's)"})
     sensors: tuple[str, ...] = field(default=(), metadata={"help": "fovea/periphery/glimpse (default: the preset's)"})
+    policy: str = field(default="auto", metadata={
+        "help": "retinotopic: saccade targets scored on the periphery's map (discrete log-polar actions, "
+                "feed-forward); mlp: SB3's MultiInputPolicy with RetinaExtractor; auto: retinotopic where it "
+                "applies, else mlp", "choices": ("auto", "retinotopic", "mlp")})
+    what: str = field(default="shipped", metadata={
+        "help": "a frozen What classifier whose reading of the fovea the policy observes: 'shipped' (the "
+                "shipped foveal.pt), a train/foveal.py checkpoint, or 'none' (learn from the fovea alone)"})
+    shaping: float = field(default=1.0, metadata={
+        "min": 0, "help": "potential-based reward shaping with the frozen What's probability of the true label "
+                          "(agents.sb3_extractors.WhatObservation; 0: none; needs --what)"})
+    saccade_cost: float = field(default=0.0, metadata={"min": 0, "help": "reward subtracted per saccade "
+                                                                         "(training env only)"})
     num_envs: int = field(default=64, metadata={"min": 1, "help": "environments stepped as one batch"})
     total_timesteps: int = field(default=300_000, metadata={"min": 1, "help": "env steps in all"})
     n_steps: int = field(default=32, metadata={"min": 1, "help": "steps per env per rollout"})
@@ -67,6 +81,10 @@ class Config(RunOptions):
     width: int = field(default=16, metadata={"min": 1, "help": "conv channels of the extractor's first layers"})
     code: int = field(default=128, metadata={"min": 1, "help": "width of each sensor's code in the extractor"})
     hidden: int = field(default=128, metadata={"min": 1, "help": "hidden units of the policy and value heads"})
+    layers: int = field(default=2, metadata={"min": 1, "help": "retinotopic policy: circular conv layers"})
+    look_bias: float = field(default=0.0, metadata={"help": "retinotopic policy: initial bias of the look logit "
+                                                            "(0 with a What reading: a fresh policy looks at one "
+                                                            "step in two; see RetinotopicPolicy)"})
     recurrent: bool = field(default=False, metadata={"help": "sb3-contrib's RecurrentPPO (LSTM policy)"})
     bootstrap_truncated: bool = field(default=False, metadata={
         "help": "report a look past the budget as TimeLimit.truncated (PPO then bootstraps it)"})
@@ -77,11 +95,39 @@ class Config(RunOptions):
                                                   "aliases": ("--max-minutes",)})
     save_every: int = field(default=50_000, metadata={"min": 1, "help": "env steps between resume files"})
     eval_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
-    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "test episodes per budget (0: no evaluation)"})
+    eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "held-out episodes per budget at the end "
+                                                                      "(0: no evaluation)"})
+    split: str = field(default="train[:55000]", metadata={"help": "digits trained on (MNIST split or slice)"})
+    val_split: str = field(default="train[55000:]", metadata={"help": "held-out digits of the final report"})
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.shaping and self.what == "none":
+            raise ValueError("--shaping reads the frozen What's probability of the label: pass --what, or --shaping 0")
+        if self.policy == "retinotopic" and self.recurrent:
+            raise ValueError("--recurrent takes --policy mlp (the retinotopic policy is feed-forward)")
+        if self.policy == "retinotopic" and "periphery" not in self.sensors_used():
+            raise ValueError("--policy retinotopic scores targets on the periphery: keep the 'periphery' sensor")
+        if self.policy == "retinotopic" and (self.form, self.grid) != ("discrete", "logpolar"):
+            raise ValueError(f"--policy retinotopic scores the log-polar saccade targets: it needs --form discrete "
+                             f"--grid logpolar (got --form {self.form} --grid {self.grid}); or pass --policy mlp")
+
+    def sensors_used(self) -> tuple[str, ...]:
+        return self.sensors or tuple(gym.spec(self.env).kwargs.get("sensors", ()))
+
+    def policy_name(self) -> str:
+        """--policy, with auto resolved: retinotopic for discrete log-polar actions on a periphery, without
+        --recurrent; mlp otherwise."""
+        if self.policy != "auto":
+            return self.policy
+        fits = ((self.form, self.grid) == ("discrete", "logpolar") and not self.recurrent
+                and "periphery" in self.sensors_used())
+        return "retinotopic" if fits else "mlp"
+
+    def what_path(self) -> str | None:
+        """The frozen What checkpoint (None: the shipped one), or '' for none."""
+        return {"shipped": None, "none": ""}.get(self.what, self.what)
 
     def env_kwargs(self) -> dict:
         """The scene overrides (not the budget), for training and evaluation alike."""
@@ -95,6 +141,8 @@ class Config(RunOptions):
             kw["max_saccades"] = self.max_saccades
         if self.sensors:
             kw["sensors"] = self.sensors
+        if self.saccade_cost:
+            kw["saccade_cost"] = self.saccade_cost
         return kw
 
 
@@ -102,7 +150,7 @@ def algorithm(recurrent: bool):
     """PPO, or sb3-contrib's RecurrentPPO with a clear message when it is not installed."""
     if not recurrent:
         return PPO
-    policy_class(True)  # ImportError: "pip install sb3-contrib"
+    policy_class(True, policy="mlp")  # ImportError: "pip install sb3-contrib"
     return importlib.import_module("sb3_contrib").RecurrentPPO
 
 
@@ -121,10 +169,20 @@ def training_state(model, venv) -> dict:
              "numpy_rng": [np_state[0], torch.as_tensor(np_state[1]), *np_state[2:]]}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    what = _what_wrapper(venv)
+    if what is not None:  # the shaping potential of the pending observation
+        state["what_phi"] = torch.as_tensor(what._phi).clone()
     lstm = getattr(model, "_last_lstm_states", None)
     if lstm is not None:  # RecurrentPPO: (pi, vf) pairs of (h, c)
         state["lstm"] = [[t.clone() for t in pair] for pair in lstm]
     return state
+
+
+def _what_wrapper(venv) -> WhatObservation | None:
+    """The WhatObservation in ``venv``'s chain of wrappers, if any."""
+    while venv is not None and not isinstance(venv, WhatObservation):
+        venv = getattr(venv, "venv", None)
+    return venv
 
 
 def restore_training_state(model, venv, state: dict) -> None:
@@ -138,6 +196,8 @@ def restore_training_state(model, venv, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     name, keys, *rest = state["numpy_rng"]
     np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    if "what_phi" in state:
+        _what_wrapper(venv)._phi = state["what_phi"].cpu().numpy()
     if "lstm" in state:
         lstm = model._last_lstm_states
         model._last_lstm_states = type(lstm)(*(tuple(t.to(model.device) for t in pair) for pair in state["lstm"]))
@@ -152,6 +212,7 @@ class Progress(BaseCallback):
         super().__init__()
         self.save_every, self.save, self.stop, self.deadline = save_every, save, stop, deadline
         self.correct: list[bool] = []
+        self.saccades: list[int] = []
         self.next_save = save_every
 
     def _on_training_start(self) -> None:
@@ -172,13 +233,15 @@ class Progress(BaseCallback):
         if dones.any():
             infos = self.locals["infos"]
             self.correct.extend(bool(infos[i]["correct"]) for i in np.flatnonzero(dones))
+            self.saccades.extend(int(infos[i]["n_saccades"]) for i in np.flatnonzero(dones))
         return True
 
     def _on_rollout_end(self) -> None:
         if self.correct:
             acc = float(np.mean(self.correct))
             self.logger.record("rollout/accuracy", acc)
-            self.correct = []
+            self.logger.record("rollout/saccades", float(np.mean(self.saccades)))
+            self.correct, self.saccades = [], []
 
 
 def train(cfg: Config) -> dict:
@@ -192,20 +255,17 @@ def train(cfg: Config) -> dict:
         raise SystemExit(f"--recurrent: {err}") from None
     t0 = time.time()
     env_kw = cfg.train_env_kwargs()
-    venv = VecMonitor(make_sb3_vec_env(cfg.env, num_envs=cfg.num_envs, device=device, form=cfg.form, grid=cfg.grid,
-                                       grid_size=cfg.grid_size, bootstrap_truncated=cfg.bootstrap_truncated,
-                                       split="train", **env_kw))
+    venv = make_sb3_vec_env(cfg.env, num_envs=cfg.num_envs, device=device, form=cfg.form, grid=cfg.grid,
+                            grid_size=cfg.grid_size, bootstrap_truncated=cfg.bootstrap_truncated,
+                            split=cfg.split, **env_kw)
+    what = None if cfg.what_path() == "" else load_foveal(cfg.what_path(), device=device)
+    venv = VecMonitor(venv if what is None else WhatObservation(venv, what, shaping=cfg.shaping, gamma=cfg.gamma))
     venv.seed(cfg.seed)
-    policy_kwargs = {"net_arch": {"pi": [cfg.hidden], "vf": [cfg.hidden]},
-                     "features_extractor_kwargs": {"width": cfg.width, "fovea_dim": cfg.code,
-                                                   "periphery_dim": cfg.code, "glimpse_dim": cfg.code}}
-    if cfg.recurrent:
-        policy_kwargs.update(lstm_hidden_size=cfg.hidden)
-    policy = "MultiInputLstmPolicy" if cfg.recurrent else "MultiInputPolicy"
-    model = algo(policy, venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-                 learning_rate=cfg.lr, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-                 ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed, device=device,
-                 policy_kwargs={**policy_kwargs, "features_extractor_class": RetinaExtractor})
+    policy_kwargs = policy_options(cfg)
+    model = algo(policy_class(cfg.recurrent, policy=cfg.policy_name()), venv, n_steps=cfg.n_steps,
+                 batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.lr, gamma=cfg.gamma,
+                 gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed,
+                 device=device, policy_kwargs={**policy_kwargs, "features_extractor_class": EXTRACTORS[cfg.policy_name()]})
     if files.continuing:
         saved: dict = {}
         load_resume(files.resume, device=device, config=cfg, extra=saved, policy=model.policy,
@@ -235,24 +295,26 @@ def train(cfg: Config) -> dict:
                     stop.exit(step=int(model.num_timesteps), resume=files.resume)
         save()
     atomic_write(files.dir / "final.zip", model.save)  # the SB3 model, for use with SB3 itself
-    agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping)
+    agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping, what=what)
     config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
-              "recurrent": cfg.recurrent, "policy_kwargs": policy_kwargs,
-              "train_config": asdict(cfg)}
+              "recurrent": cfg.recurrent, "policy": cfg.policy_name(), "policy_kwargs": policy_kwargs,
+              "what": None if what is None else what.config, "train_config": asdict(cfg)}
     meta = {"command": " ".join(["python", "train/ppo.py", *sys.argv[1:]]), "seed": cfg.seed, "device": str(device),
             "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
     weights = {"policy": {k: v.cpu() for k, v in model.policy.state_dict().items()}}
+    if what is not None:  # the frozen What travels with the policy that reads it
+        weights["what"] = {k: v.cpu() for k, v in what.state_dict().items()}
     save_checkpoint(files.out, agent="ppo", config=config, weights=weights, meta=meta)
     accuracy = {}
     for k in cfg.eval_budgets if cfg.eval_episodes > 0 else ():
         res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.eval_episodes, device=device, seed=0,
-                       **cfg.env_kwargs())
+                       split=cfg.val_split, **cfg.env_kwargs())
         lo, hi = res.interval
         accuracy[k] = res.accuracy
-        print(f"k={k}: accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {cfg.eval_episodes} test episodes, "
-              f"mean saccades {res.n_saccades.mean():.2f}")
-    meta.update(scores={f"k={k}": a for k, a in accuracy.items()}, eval_episodes=cfg.eval_episodes,
-                wall_seconds=round(time.time() - t0, 1))
+        print(f"k={k}: accuracy {res.accuracy:.3f} [{lo:.3f}, {hi:.3f}] on {cfg.eval_episodes} held-out episodes "
+              f"({cfg.val_split}), mean saccades {res.n_saccades.mean():.2f}")
+    meta.update(val_scores={f"k={k}": a for k, a in accuracy.items()}, val_split=cfg.val_split,
+                eval_episodes=cfg.eval_episodes, wall_seconds=round(time.time() - t0, 1))
     save_checkpoint(files.out, agent="ppo", config=config, weights=weights, meta=meta)
     venv.close()
     finish_run(files)

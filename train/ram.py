@@ -44,11 +44,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import saccade_env  # noqa: F401
+import saccade_env
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
                         parse_config, prepare_run, resolve_device, save_resume, writer)
-from agents.ram import GROWABLE, RAMConfig, can_grow, RAMState, build_agent, checkpoint_name, config_dict, widen_weights
+from agents.baselines import load_foveal
+from agents.ram import (GROWABLE, LOCATIONS, RAMConfig, RAMState, build_agent, can_grow, checkpoint_name, config_dict,
+                        widen_weights)
 from agents.rollout import evaluate, make_env, run_episodes
 from saccade_env.data import parse_split
 from saccade_env.scene import DIGIT
@@ -76,9 +78,20 @@ class Config(RunOptions):
     policy_into_core: bool = field(default=False, metadata={"help": "REINFORCE gradient reaches the core"})
     locator_hidden: int = field(default=0, metadata={
         "min": 0, "help": "ReLU hidden layer of the location net (0: linear)"})
-    location: str = field(default="tanh", metadata={"help": "policy mean squashing: tanh (the paper) or clamp "
-                                                            "(straight-through clamp to [-1, 1])",
-                                                    "choices": ("tanh", "clamp")})
+    sensor: str = field(default="", metadata={
+        "help": "glimpse (the paper's multi-resolution glimpse) or retina (the env's fovea, read by a frozen What, "
+                "and log-polar periphery); default: retina on SaccadeMNIST-v0, glimpse on the other presets",
+        "choices": ("", "glimpse", "retina")})
+    location: str = field(default="", metadata={
+        "help": "location policy: tanh (Gaussian, mean squashed by tanh: the paper) or clamp (straight-through "
+                "clamp to [-1, 1]) with the glimpse; logpolar (categorical over the periphery's log-polar "
+                "targets, scored on its map) with the retina; default: tanh / logpolar",
+        "choices": ("", "tanh", "clamp", "logpolar")})
+    what: str = field(default="", metadata={"help": "--sensor retina: the frozen What, a train/foveal.py "
+                                                    "checkpoint (default: the shipped foveal.pt)"})
+    where_width: int = field(default=16, metadata={"min": 1, "help": "--sensor retina: channels of the "
+                                                                     "retinotopic maps over the periphery"})
+    where_layers: int = field(default=2, metadata={"min": 1, "help": "--sensor retina: their conv layers"})
     dropout: float = field(default=0.0, metadata={"min": 0, "below": 1, "help": "dropout on the glimpse feature and the classifier's "
                                                           "input (training only; 0: none)"})
     lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
@@ -89,10 +102,13 @@ class Config(RunOptions):
                                                   "aliases": ("--max-minutes",)})
     batch_size: int = field(default=128, metadata={"min": 2, "help": "episodes per iteration"})
     every_step_weight: float = field(default=0.5, metadata={"min": 0, "help": "weight of the earlier steps' CE"})
-    reward: str = field(default="correct", metadata={
-        "help": "REINFORCE's reward: correct (1 for a right answer, 0 otherwise: the paper) or logprob "
+    reward: str = field(default="", metadata={
+        "help": "REINFORCE's reward: correct (1 for a right answer, 0 otherwise: the paper), logprob "
                 "(log-probability of the true class at the last step, clipped at -5: it still ranks "
-                "scanpaths when nearly every answer is right)", "choices": ("correct", "logprob")})
+                "scanpaths when nearly every answer is right) or fovea (--sensor retina: each saccade's own "
+                "reward, the frozen What's probability of the true class at the fixation it leads to); "
+                "default: fovea with the retina, correct with the glimpse",
+        "choices": ("", "correct", "logprob", "fovea")})
     reinforce_weight: float = field(default=1.0, metadata={"min": 0, "help": "weight of the REINFORCE loss"})
     weight_decay: float = field(default=0.0, metadata={
         "min": 0, "help": "decoupled (AdamW) weight decay on every weight but the location network's (0: none)"})
@@ -103,14 +119,15 @@ class Config(RunOptions):
     rotate: float = field(default=0.0, metadata={"help": "turn each training digit by up to N degrees about its "
                                                          "centre (an augmentation, like --jitter: the monitor and "
                                                          "the final scores see the preset unchanged)"})
-    valid: int = field(default=0, metadata={
-        "min": 0, "max": 30000, "help": "hold out the last N training digits: train on the others, monitor on these "
-                                        "and keep the weights of the best monitor score (0: monitor on the test split,"
-                                        " keep the last weights)"})
+    valid: int = field(default=5000, metadata={
+        "min": 0, "max": 30000, "help": "hold out the last N training digits: train on the others, monitor on these, "
+                                        "keep the weights of the best monitor score and report the final scores "
+                                        "on them (0: monitor and score on the test split, keep the last weights)"})
     eval_every: int = field(default=500, metadata={
         "min": 1, "help": "iterations between monitor evals (--valid's digits, or the test split)"})
     eval_episodes: int = field(default=1000, metadata={"min": 1, "help": "episodes of each monitor eval"})
-    final_episodes: int = field(default=10000, metadata={"min": 1, "help": "test episodes of the final scores"})
+    final_episodes: int = field(default=5000, metadata={"min": 1, "help": "episodes of the final scores (on the "
+                                                                         "--valid digits, else the test split)"})
     seed: int = field(default=0, metadata={"min": 0, "help": "random seed"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     threads: int = field(default=0, metadata={"min": 0, "help": "torch CPU threads (0: torch's default)"})
@@ -132,9 +149,26 @@ class Config(RunOptions):
         if self.what_conv2 and not self.what_conv:
             raise ValueError(f"--what-conv2 {self.what_conv2} is a second layer of the convolutional what branch: "
                              f"pass --what-conv C too (e.g. --what-conv 32), or drop --what-conv2")
+        mode = self.sensor_mode()
+        if self.location and self.location not in LOCATIONS[mode]:
+            raise ValueError(f"--location {self.location} does not go with --sensor {mode}: pass one of "
+                             f"{LOCATIONS[mode]}")
+        if self.reward == "fovea" and mode != "retina":
+            raise ValueError("--reward fovea reads the frozen What of --sensor retina: pass --sensor retina or "
+                             "another --reward")
+        if self.what and mode != "retina":
+            raise ValueError("--what is the frozen What of --sensor retina: drop it or pass --sensor retina")
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
+
+    def reward_kind(self) -> str:
+        """--reward, or the sensor's default (fovea with the retina, correct with the glimpse)."""
+        return self.reward or ("fovea" if self.sensor_mode() == "retina" else "correct")
+
+    def sensor_mode(self) -> str:
+        """The sensor: --sensor, or the preset's default (retina on SaccadeMNIST-v0, glimpse elsewhere)."""
+        return self.sensor or ("retina" if self.env == "SaccadeMNIST-v0" else "glimpse")
 
 
 def sensor(cfg: Config) -> tuple[int, int, int]:
@@ -193,12 +227,16 @@ def losses(ep, cfg: Config) -> dict[str, torch.Tensor]:
     st: RAMState = ep.state
     label = ep.label
     ce = [F.cross_entropy(lg, label) for lg in st.logits]
-    if cfg.reward == "correct":
-        R = ep.correct.float()  # (B,)
-    else:
-        R = F.log_softmax(st.logits[-1].detach(), -1).gather(1, label[:, None])[:, 0].clamp(min=-5.0)
-    ce_loss = ce[-1] + (cfg.every_step_weight * torch.stack(ce[:-1]).mean() if len(ce) > 1 else 0.0)
     look = torch.stack(st.look).float()  # (T, B)
+    kind = cfg.reward_kind()
+    if kind == "correct":
+        R = ep.correct.float()  # (B,): every look of the episode shares it
+    elif kind == "logprob":
+        R = F.log_softmax(st.logits[-1].detach(), -1).gather(1, label[:, None])[:, 0].clamp(min=-5.0)
+    else:  # fovea: the look at step t is paid the What's probability of the label at step t + 1
+        phi = torch.stack([lp.gather(1, label[:, None])[:, 0].exp() for lp in st.what_logp])  # (T, B)
+        R = torch.cat([phi[1:], torch.zeros_like(phi[:1])])  # (T, B); the last step answers: no look
+    ce_loss = ce[-1] + (cfg.every_step_weight * torch.stack(ce[:-1]).mean() if len(ce) > 1 else 0.0)
     n_looks = look.sum().clamp(min=1.0)
     b = torch.stack(st.baseline)  # (T, B)
     base_loss = (((b - R) ** 2) * look).sum() / n_looks
@@ -223,30 +261,39 @@ def main(cfg: Config) -> None:
     monitor_split = f"train[{n_train - cfg.valid}:]" if cfg.valid else "test"
     monitor_tag = "valid" if cfg.valid else "test"
 
-    # normalise glimpse pixels with statistics of a first training wave
-    probe = gym.make_vec(cfg.env, num_envs=256, device=device, split=fit_split, sensors=("glimpse",),
-                         glimpse_size=size, glimpse_scales=scales)
-    g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
-    probe.close()
-    net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, hidden=cfg.hidden, what_hidden=cfg.what_hidden,
-                        what_conv=cfg.what_conv, what_conv2=cfg.what_conv2,
-                        where_hidden=cfg.where_hidden, core=cfg.core,
-                        std=cfg.std, policy_into_core=cfg.policy_into_core,
-                        locator_hidden=cfg.locator_hidden, location=cfg.location, dropout=cfg.dropout,
-                        obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)))
+    mode = cfg.sensor_mode()
+    common = dict(hidden=cfg.hidden, what_hidden=cfg.what_hidden, where_hidden=cfg.where_hidden, core=cfg.core,
+                  std=cfg.std, policy_into_core=cfg.policy_into_core, dropout=cfg.dropout,
+                  location=cfg.location or LOCATIONS[mode][0])
+    what = None
+    if mode == "retina":  # the env's fovea, read by the frozen What, and its periphery
+        what = load_foveal(cfg.what or None, device=device)
+        periphery = saccade_env.make_config(**gym.spec(cfg.env).kwargs).periphery.shape
+        net_cfg = RAMConfig(sensor="retina", what_net=what.config, periphery_shape=tuple(periphery),
+                            where_width=cfg.where_width, where_layers=cfg.where_layers, **common)
+    else:  # normalise glimpse pixels with statistics of a first training wave
+        probe = gym.make_vec(cfg.env, num_envs=256, device=device, split=fit_split, sensors=("glimpse",),
+                             glimpse_size=size, glimpse_scales=scales)
+        g0 = probe.reset(seed=cfg.seed + 10**9)[0]["glimpse"]
+        probe.close()
+        net_cfg = RAMConfig(glimpse_size=size, glimpse_scales=scales, what_conv=cfg.what_conv,
+                            what_conv2=cfg.what_conv2, locator_hidden=cfg.locator_hidden,
+                            obs_mean=float(g0.mean()), obs_std=float(g0.std().clamp(min=1e-3)), **common)
     init = init_weights(cfg, net_cfg, device=device) if cfg.init else None
     if init is not None:  # the checkpoint's pixel normalisation goes with its weights
         net_cfg = dataclasses.replace(net_cfg, obs_mean=init[0].obs_mean, obs_std=init[0].obs_std)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation; the global RNG is left as it was
         torch.manual_seed(cfg.seed)
         agent = build_agent(net_cfg, device=device, deterministic=False, env_id=cfg.env)
+    if what is not None:
+        agent.net.what_net.load_state_dict(what.state_dict())
     if init is not None:
         agent.net.load_state_dict(init[1])
         print(f"initialised from {cfg.init}")
     # the location network learns from REINFORCE alone, whose gradient is mostly noise: Adam's
     # per-parameter normalisation turns that noise into steps of size ~lr, a random walk of the
     # policy mean; a smaller lr there (--locator-lr) slows the walk
-    loc_params = list(agent.net.locator.parameters())
+    loc_params = agent.net.policy_parameters()
     rest = [p for p in agent.net.parameters() if all(p is not q for q in loc_params)]
     groups = [{"params": rest, "scale": 1.0, "weight_decay": cfg.weight_decay},
               {"params": loc_params, "scale": cfg.locator_lr, "weight_decay": 0.0}]
@@ -344,11 +391,12 @@ def main(cfg: Config) -> None:
     agent.deterministic = True
     scores = {}
     for k in range(n_sacc + 1):
-        res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0)
+        res = evaluate(agent, env_id=cfg.env, budget=k, episodes=cfg.final_episodes, device=device, seed=0,
+                       split=monitor_split)
         scores[f"accuracy_k{k}"] = res.accuracy
         tb.add_scalar("final/accuracy_vs_k", res.accuracy, k)
-    tb.add_scalar("test/accuracy", scores[f"accuracy_k{n_sacc}"], step)
-    print("test accuracy by saccade budget:", {k: round(v, 4) for k, v in scores.items()})
+    tb.add_scalar(f"{monitor_tag}/final_accuracy", scores[f"accuracy_k{n_sacc}"], step)
+    print(f"{monitor_tag} accuracy by saccade budget ({monitor_split}):", {k: round(v, 4) for k, v in scores.items()})
     meta = {"command": "python " + " ".join(sys.argv), "seed": cfg.seed, "device": str(device),
             "wall_time_s": round(wall, 1), "iterations": step, "episodes_seen": step * cfg.batch_size,
             "scores": scores, "score_episodes": cfg.final_episodes, "torch_threads": torch.get_num_threads(),
