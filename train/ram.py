@@ -3,25 +3,31 @@ plus the supervised classification loss (the paper's hybrid loss).
 
     python train/ram.py --env SaccadeMNIST-Centered28-v0            # 6 glimpses 8x8
     python train/ram.py --env SaccadeMNIST-Translated60-v0          # 8 glimpses 12x12, 3 scales
-    python train/ram.py --env SaccadeMNIST-v0 --minutes 15          # glimpse 12x12, 4 scales
+    python train/ram.py --minutes 60                                # SaccadeMNIST-v0: RAM on the retina
+    python train/ram.py --env SaccadeMNIST-v0 --sensor glimpse      # v0 with the glimpse 12x12, 4 scales
     python train/ram.py --env SaccadeMNIST-Cluttered60-v0 --resume  # continue runs/<name>/resume.pt
 
 Each iteration plays one wave of ``batch_size`` episodes on the batched environment
 (training split, fresh digits every wave) through agents.rollout.run_episodes with
 autograd on; the agent samples its locations (policy std ``--std``) and answers after
-``n_glimpses - 1`` saccades.  Losses, with the reward R = 1 for a right answer, 0 otherwise
-(``--reward correct``, the paper) or R = log p(true class) at the last step, clipped at -5
-(``--reward logprob``: when nearly every training answer is right, a 0/1 reward no longer
-tells one scanpath from another):
+``n_glimpses - 1`` saccades.  On SaccadeMNIST-v0 the agent reads the env's own retina by
+default (``--sensor retina``: the fovea through a frozen What classifier, the log-polar
+periphery, a categorical location policy over the periphery's targets; agents/ram.py).
+Losses, with the reward R = 1 for a right answer, 0 otherwise (``--reward correct``, the
+paper), R = log p(true class) at the last step, clipped at -5 (``--reward logprob``: when
+nearly every training answer is right, a 0/1 reward no longer tells one scanpath from
+another), or, with the retina, each saccade's own R_t = the frozen What's probability of the
+true class at the fixation it leads to (``--reward fovea``, the retina's default):
 
     classification: cross-entropy of the last step + every_step_weight * mean over earlier steps
                     (so the agent can be read at any budget k)
     baseline:       mean over looks of (b_t - R)^2
     REINFORCE:      -mean over looks of log pi(l_t) * (R - b_t)        (times reinforce_weight)
 
-Adam, cosine decay; the location network's lr is ``--locator-lr`` (0.1) times ``--lr``:
-REINFORCE's gradient is mostly noise, and at the full lr Adam turns it into a random walk
-of the policy mean away from the digit (docs/agents/ram.md, "Limits").
+Adam, cosine decay; with the glimpse the location network's lr is ``--locator-lr`` (0.1) times
+``--lr``: REINFORCE's gradient is mostly noise, and at the full lr Adam turns it into a random
+walk of the policy mean away from the digit (docs/agents/ram.md, "Limits"). With the retina's
+categorical policy and per-saccade reward it learns at the full lr.
 
 ``--valid N`` holds the last N training digits out: the waves draw from the other 60000 - N, the
 monitor evaluations read the held-out ones, and the checkpoint keeps the weights of the best
@@ -94,8 +100,11 @@ class Config(RunOptions):
     where_layers: int = field(default=2, metadata={"min": 1, "help": "--sensor retina: their conv layers"})
     dropout: float = field(default=0.0, metadata={"min": 0, "below": 1, "help": "dropout on the glimpse feature and the classifier's "
                                                           "input (training only; 0: none)"})
-    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam learning rate"})
-    locator_lr: float = field(default=0.1, metadata={"min": 0, "help": "the location network's lr as a fraction of lr"})
+    lr: float = field(default=0.0, metadata={"min": 0, "help": "Adam learning rate (0: the sensor's default, 1e-3 "
+                                                                "with the glimpse, 2e-3 with the retina)"})
+    locator_lr: float = field(default=0.0, metadata={"min": 0, "help": "the location network's lr as a fraction of lr "
+                                                                       "(0: the sensor's default, 0.1 with the "
+                                                                       "glimpse, 1 with the retina)"})
     lr_final: float = field(default=0.1, metadata={"min": 0, "help": "final lr as a fraction of lr (cosine decay)"})
     steps: int = field(default=20000, metadata={"min": 1, "help": "training iterations (one wave of episodes each)"})
     minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop after this wall time (0: no limit)",
@@ -161,6 +170,14 @@ class Config(RunOptions):
         if self.init and self.resume:
             raise ValueError("--init starts a new run from a checkpoint's weights and --resume continues a run: "
                              "pass one of them")
+
+    def lr_base(self) -> float:
+        """--lr, or the sensor's default."""
+        return self.lr or (2e-3 if self.sensor_mode() == "retina" else 1e-3)
+
+    def locator_scale(self) -> float:
+        """--locator-lr, or the sensor's default."""
+        return self.locator_lr or (1.0 if self.sensor_mode() == "retina" else 0.1)
 
     def reward_kind(self) -> str:
         """--reward, or the sensor's default (fovea with the retina, correct with the glimpse)."""
@@ -296,15 +313,15 @@ def main(cfg: Config) -> None:
     loc_params = agent.net.policy_parameters()
     rest = [p for p in agent.net.parameters() if all(p is not q for q in loc_params)]
     groups = [{"params": rest, "scale": 1.0, "weight_decay": cfg.weight_decay},
-              {"params": loc_params, "scale": cfg.locator_lr, "weight_decay": 0.0}]
-    opt = torch.optim.Adam(groups, lr=cfg.lr, decoupled_weight_decay=True)
+              {"params": loc_params, "scale": cfg.locator_scale(), "weight_decay": 0.0}]
+    opt = torch.optim.Adam(groups, lr=cfg.lr_base(), decoupled_weight_decay=True)
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
         done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.minutes * 60)
         decay = cosine_factor(done, cfg.lr_final)
         for grp in opt.param_groups:
-            grp["lr"] = grp["scale"] * cfg.lr * decay
+            grp["lr"] = grp["scale"] * cfg.lr_base() * decay
 
     start, elapsed = 0, 0.0
     best = {"accuracy": -1.0, "step": 0, "net": None}  # with --valid: the best monitor score's weights
