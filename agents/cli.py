@@ -23,15 +23,17 @@ import torch
 from saccade_env.core import check_device
 
 
-def parse_config(cls: type, argv: list[str] | None = None, *, description: str | None = None) -> Any:
+def parse_config(cls: type, argv: list[str] | None = None, *, description: str | None = None,
+                 prog: str | None = None) -> Any:
     """Build ``cls`` (a frozen dataclass) from ``--field value`` options, one per field.
 
     Booleans take ``--flag`` / ``--no-flag``; tuples take several values; ``--resume`` alone
     means "yes" (``--resume auto``: continue when there is a resume file). A field's help is its
     ``metadata["help"]``, older spellings of its flag its ``metadata["aliases"]``. Invalid
-    values fail with argparse's message (what and why).
+    values fail with argparse's message (what and why). ``prog``: the command named in the
+    usage line (default: the script's name; a subcommand passes ``"figures.py stn"``).
     """
-    parser = argparse.ArgumentParser(description=description or (cls.__doc__ or "").split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

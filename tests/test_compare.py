@@ -186,7 +186,7 @@ def test_cap_flag_parses_both_ways_and_negative_boolean_names_are_refused():
 def test_scanpaths_gif(checkpoint_dir, tmp_path):
     from PIL import Image
 
-    from eval import scanpaths
+    from eval.figure_commands import scanpaths
     out = scanpaths.main(scanpaths.Config(agents=("random", "oracle"), episodes=2, budget=2, device="cpu",
                                           out=str(tmp_path / "s.gif")))
     im = Image.open(out)

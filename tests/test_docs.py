@@ -82,28 +82,58 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     return found
 
 
+def documented_config(script: str, argv: list[str], modules: dict) -> tuple[type | None, list[str]]:
+    """The config dataclass a documented command is parsed into, and the flags it is given:
+    ``eval/figures.py <subcommand> ...`` is its subcommand's Config with the words after the
+    subcommand (an unknown subcommand fails the test)."""
+    if script == "eval/figures.py":
+        from eval import figures
+
+        assert argv and argv[0] in figures.SUBCOMMANDS, (
+            f"`python eval/figures.py {' '.join(argv)}` names no subcommand of {', '.join(figures.SUBCOMMANDS)}")
+        return figures.config(argv[0]), argv[1:]
+    if script not in modules:
+        spec = importlib.util.spec_from_file_location("_doc_" + script.replace("/", "_")[:-3], ROOT / script)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        modules[script] = module
+    return getattr(modules[script], "Config", None), argv
+
+
 def test_documented_commands_parse():
     """The flags of every documented command are accepted by its script's parser (scripts with a
-    config dataclass parsed by agents.cli.parse_config; placeholders such as <preset> skipped)."""
+    config dataclass parsed by agents.cli.parse_config, and each subcommand of eval/figures.py by
+    its own Config; placeholders such as <preset> skipped)."""
     from agents.cli import parse_config
 
     commands = documented_commands()
     assert len(commands) > 20
+    assert any(script == "eval/figures.py" for _, script, _ in commands)
     modules = {}
     for page, script, argv in commands:
         if any("<" in a for a in argv) or "--help" in argv:
             continue
-        if script not in modules:
-            spec = importlib.util.spec_from_file_location("_doc_" + script.replace("/", "_")[:-3], ROOT / script)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            modules[script] = module
-        if hasattr(modules[script], "Config"):
+        config, flags = documented_config(script, argv, modules)
+        if config is not None:
             try:
-                parse_config(modules[script].Config, argv)
+                parse_config(config, flags)
             except SystemExit:
                 pytest.fail(f"{page}: `python {script} {' '.join(argv)}` is refused by its parser")
+
+
+def test_a_figures_subcommand_is_checked_against_its_own_config():
+    """The check above reads ``eval/figures.py stn --stats 10`` with the stn subcommand's flags:
+    a flag of another subcommand, or an unknown subcommand, is caught."""
+    from agents.cli import parse_config
+
+    config, flags = documented_config("eval/figures.py", ["stn", "--stats", "10", "--rows", "2"], {})
+    assert parse_config(config, flags).stats == 10
+    config, flags = documented_config("eval/figures.py", ["stn", "--quick"], {})  # what-where's flag
+    with pytest.raises(SystemExit):
+        parse_config(config, flags)
+    with pytest.raises(AssertionError, match="names no subcommand"):
+        documented_config("eval/figures.py", ["stn_figure", "--stats", "10"], {})
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason='needs the docs extra: pip install -e ".[docs]"')

@@ -199,9 +199,9 @@ def _train_module(monkeypatch):
 
 
 def test_drift_measure_on_centred_digits(monkeypatch):
-    """eval/ram_drift.py: Centered28 starts on the digit's centre (distance 0), and a policy
+    """eval/figures.py ram-drift: Centered28 starts on the digit's centre (distance 0), and a policy
     whose mean is pinned right of the centre is measured there for every later glimpse."""
-    spec = importlib.util.spec_from_file_location("ram_drift", ROOT / "eval" / "ram_drift.py")
+    spec = importlib.util.spec_from_file_location("ram_drift", ROOT / "eval" / "figure_commands" / "ram_drift.py")
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "ram_drift", mod)  # dataclasses look their module up
     spec.loader.exec_module(mod)

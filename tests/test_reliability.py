@@ -353,9 +353,12 @@ def test_compare_agents_checks_its_output_first_and_writes_rows_as_they_finish(t
 
 
 # --------------------------------------------------------------------------- one command-line convention
-SCRIPTS = sorted(p for p in [*(ROOT / "train").glob("*.py"), *(ROOT / "eval").glob("*.py")]
-                 if p.name not in ("__init__.py", "checkpoint_cards.py"))  # checkpoint_cards takes no options
-OLD_NAMES = {"max_minutes", "run_name", "runs_dir", "learning_rate", "checkpoint_every", "ckpt", "ckpts", "preset"}
+# every script with options, and every subcommand of eval/figures.py (the dispatcher itself has none)
+SCRIPTS = sorted(p for p in [*(ROOT / "train").glob("*.py"), *(ROOT / "eval").glob("*.py"),
+                             *(ROOT / "eval" / "figure_commands").glob("*.py")]
+                 if p.name not in ("__init__.py", "figures.py"))
+OLD_NAMES = {"max_minutes", "run_name", "runs_dir", "learning_rate", "checkpoint_every", "ckpt", "ckpts", "preset",
+             "zoom"}  # display px per scene px is --scale
 
 
 def _module(path: Path, monkeypatch):
@@ -379,7 +382,7 @@ def test_every_script_takes_the_shared_option_names(path, monkeypatch):
 
 
 def test_a_figure_script_refuses_to_replace_a_file_before_any_work(tmp_path, monkeypatch):
-    mod = _module(ROOT / "eval" / "render_episode.py", monkeypatch)
+    mod = _module(ROOT / "eval" / "figure_commands" / "episode.py", monkeypatch)
     out = tmp_path / "episode.png"
     out.write_bytes(b"committed")
     monkeypatch.setattr(mod.gym, "make", lambda *a, **k: pytest.fail("work started"))

@@ -1,7 +1,7 @@
 """Scanpaths: an animated GIF of the same test episodes played by several agents, side by side.
 
-    python eval/scanpaths.py                                   # every agent with a checkpoint: runs/figures/scanpaths.gif
-    python eval/scanpaths.py --agents random oracle --episodes 2 --budget 3 --out docs/scanpaths.gif --overwrite
+    python eval/figures.py scanpaths                          # every agent with a checkpoint: runs/figures/scanpaths.gif
+    python eval/figures.py scanpaths --agents random oracle --episodes 2 --budget 3 --out docs/scanpaths.gif --overwrite
 
 Rows are episodes (the same scenes for every agent), columns are agents. Each panel shows
 the scene with the agent's fixation trail and fovea box, the digit's centre (cyan), what
@@ -19,7 +19,7 @@ import torch
 
 from agents import registry
 from agents.checkpoint import CheckpointError
-from agents.cli import output_file, parse_config, resolve_device
+from agents.cli import output_file, resolve_device
 from agents.rollout import make_env, run_episodes
 from saccade_env.render import render_frame
 
@@ -112,6 +112,3 @@ def main(cfg: Config) -> Path:
     print(f"wrote {out}: {len(runs)} agents x {cfg.episodes} episodes, {len(frames)} frames")
     return out
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

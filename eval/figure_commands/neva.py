@@ -5,8 +5,8 @@ privileged one (cyan), numbered fixations, the digit's true box (green); (2) wha
 agent answered on (its seen view); (3) the privileged agent's seen view.  Titles give the
 label and both answers.
 
-    python eval/neva_figure.py --scenes 4 --budget 3     # runs/figures/neva_scanpaths.png
-    python eval/neva_figure.py --out docs/neva_scanpaths.png --overwrite   # the documentation's figure
+    python eval/figures.py neva --episodes 4 --budget 3  # runs/figures/neva_scanpaths.png
+    python eval/figures.py neva --out docs/neva_scanpaths.png --overwrite   # the documentation's figure
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from agents.cli import check_ranges, output_file, parse_config
+from agents.cli import check_ranges, output_file
 from agents.neva import load_agent, reconstruct
 from agents.rollout import make_env, run_episodes
 
@@ -55,10 +55,11 @@ class Config:
     """NeVA scanpaths on a few SaccadeMNIST-v0 test scenes."""
 
     checkpoint: str = field(default="", metadata={"help": "NeVA checkpoint (default: the shipped one)"})
-    scenes: int = field(default=4, metadata={"min": 1, "help": "test scenes (rows)"})
+    episodes: int = field(default=4, metadata={"min": 1, "help": "test episodes (rows of the figure)",
+                                               "aliases": ("--scenes",)})
     budget: int = field(default=3, metadata={"min": 0, "help": "saccades per episode"})
     seed: int = field(default=7, metadata={"min": 0, "help": "seed of the episodes"})
-    zoom: int = field(default=3, metadata={"min": 1, "help": "display px per scene px"})
+    scale: int = field(default=3, metadata={"min": 1, "help": "display px per scene px", "aliases": ("--zoom",)})
     out: str = field(default="runs/figures/neva_scanpaths.png", metadata={"help": "the PNG to write"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
 
@@ -70,7 +71,7 @@ def main(args: Config) -> None:
     out = output_file(args.out, overwrite=args.overwrite)
     torch.set_num_threads(1)
     agents = {v: load_agent(args.checkpoint or None, variant=v) for v in ("neva", "neva-privileged")}
-    venv = make_env("SaccadeMNIST-v0", agent=agents["neva-privileged"], num_envs=args.scenes,
+    venv = make_env("SaccadeMNIST-v0", agent=agents["neva-privileged"], num_envs=args.episodes,
                     max_saccades=args.budget, split="test")
     scene = venv.reset(seed=args.seed)[1]["scene"].numpy()  # the scenes run_episodes will replay
     runs, views = {}, {}
@@ -79,9 +80,9 @@ def main(args: Config) -> None:
         runs[name] = run_episodes(venv, agent, seed=args.seed, record=True)
         views[name] = final_view(agent, runs[name]).numpy()
     venv.close()
-    S, z = scene.shape[-1], args.zoom
+    S, z = scene.shape[-1], args.scale
     rows = []
-    for i in range(args.scenes):
+    for i in range(args.episodes):
         panel = gray(scene[i], z)
         c = to_px(runs["neva"].target_xy[i].numpy(), S, z)
         cv2.rectangle(panel, (c[0] - 14 * z, c[1] - 14 * z), (c[0] + 14 * z, c[1] + 14 * z), GREEN, 1)
@@ -99,6 +100,3 @@ def main(args: Config) -> None:
     cv2.imwrite(str(out), np.concatenate(rows, 0))
     print(f"wrote {args.out}")
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

@@ -1,8 +1,8 @@
 """Where the STN's localisation network looks: its one-shot fixation on a grid of test scenes.
 
-    python eval/stn_figure.py                                          # runs/figures/stn_fixations.png
-    python eval/stn_figure.py --out docs/stn_fixations.png --overwrite # the documentation's figure
-    python eval/stn_figure.py --env SaccadeMNIST-Cluttered60-v0 --out docs/stn_fixations_cluttered60.png
+    python eval/figures.py stn                                         # runs/figures/stn_fixations.png
+    python eval/figures.py stn --out docs/stn_fixations.png --overwrite # the documentation's figure
+    python eval/figures.py stn --env SaccadeMNIST-Cluttered60-v0 --out docs/stn_fixations_cluttered60.png
 
 Each panel is a test scene (grey), the eye's start at the centre (small dot), the trail
 to the fixation the localiser chose with a budget of one saccade (filled dot and the
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from agents.cli import check_ranges, output_file, parse_config, resolve_device
+from agents.cli import check_ranges, output_file, resolve_device
 from agents.rollout import make_env, run_episodes
 from agents.stn import load_agent
 from saccade_env.render import draw_scene
@@ -104,6 +104,3 @@ def main(args: Config) -> None:
     print(f"wrote {args.out} ({grid.shape[1]}x{grid.shape[0]}): {int(ep.correct.sum())}/{n} correct, "
           f"median fixation error {float(err.median()):.1f} px")
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

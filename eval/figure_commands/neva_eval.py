@@ -9,7 +9,7 @@ Every row answers with the same frozen classifier on the same seen view (foveae 
 their fixations over the back-projected periphery, NeVA-foveated with its memory), so rows
 differ only in where the eye went.  Numbers come from agents.rollout.evaluate.
 
-    python eval/neva_eval.py --episodes 200 --budgets 0 1 2 3 --out runs/neva_eval.json
+    python eval/figures.py neva-eval --episodes 200 --budgets 0 1 2 3 --out runs/neva_eval.json
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.cli import check_ranges, output_file, parse_config, resolve_device
+from agents.cli import check_ranges, output_file, resolve_device
 from agents.neva import PLANNERS, load_agent
 from agents.rollout import evaluate
 
@@ -76,6 +76,3 @@ def main(args: Config) -> None:
     out.write_text(json.dumps({"config": dataclasses.asdict(args), "rows": rows}, indent=1))
     print(f"wrote {out}")
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

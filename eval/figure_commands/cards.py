@@ -1,6 +1,7 @@
 """Print a Markdown table of the shipped checkpoints: how each was trained and what it scored.
 
-    python eval/checkpoint_cards.py              # reads checkpoints/*.pt (their "meta")
+    python eval/figures.py cards                 # reads checkpoints/*.pt (their "meta")
+    python eval/figures.py cards --out runs/figures/cards.md   # also writes the table there
 
 Every training script stores its command, seed, device, wall time and scores in the
 checkpoint it writes; this table is read from there, not typed by hand.
@@ -8,9 +9,11 @@ checkpoint it writes; this table is read from there, not typed by hand.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.checkpoint import FORMAT, CheckpointError, checkpoint_dir, safe_load
+from agents.cli import check_ranges, output_file
 
 
 def _score(v) -> str:
@@ -45,14 +48,30 @@ def card(path: Path) -> str:
             f"{'?' if wall is None else f'{wall / 60:.1f} min'} | {scores} |\n")
 
 
-def main() -> None:
-    folder = checkpoint_dir()
+@dataclass(frozen=True)
+class Config:
+    """Print a Markdown table of the shipped checkpoints: how each was trained and what it scored."""
+
+    checkpoints: str = field(default="", metadata={
+        "help": "folder of the checkpoints (default: the shipped ones, checkpoints/ or $SACCADE_ENV_CHECKPOINTS)"})
+    out: str = field(default="", metadata={"help": "also write the table to this Markdown file (default: print only)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing --out file"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+def main(cfg: Config) -> str:
+    out = output_file(cfg.out, overwrite=cfg.overwrite) if cfg.out else None
+    folder = Path(cfg.checkpoints) if cfg.checkpoints else checkpoint_dir()
     files = sorted(folder.glob("*.pt"))
     if not files:
         sys.exit(f"no checkpoints in {folder}")
-    print("| checkpoint | agent key | command | machine | training time | scores at the end of training |\n"
-          "|---|---|---|---|---|---|\n" + "".join(card(f) for f in files))
+    table = ("| checkpoint | agent key | command | machine | training time | scores at the end of training |\n"
+             "|---|---|---|---|---|---|\n" + "".join(card(f) for f in files))
+    print(table)
+    if out is not None:
+        out.write_text(table)
+        print(f"wrote {out}")
+    return table
 
-
-if __name__ == "__main__":
-    main()

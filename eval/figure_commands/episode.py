@@ -1,8 +1,8 @@
 """Render one SaccadeMNIST episode to a PNG strip (the README's picture).
 
-    python eval/render_episode.py                       # runs/figures/episode.png
-    python eval/render_episode.py --out docs/episode.png --overwrite    # the documentation's picture
-    python eval/render_episode.py --env SaccadeMNIST-Cluttered60-v0 --seed 3 --out cluttered.png
+    python eval/figures.py episode                      # runs/figures/episode.png
+    python eval/figures.py episode --out docs/episode.png --overwrite   # the documentation's picture
+    python eval/figures.py episode --env SaccadeMNIST-Cluttered60-v0 --seed 3 --out cluttered.png
 
 The eye is driven by a scripted, privileged policy (it is told where the digit is),
 only to show what the environment and its retina look like: a first look at the
@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 import saccade_env  # noqa: F401  (registers the ids)
-from agents.cli import check_ranges, output_file, parse_config
+from agents.cli import check_ranges, output_file
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,3 @@ def main(args: Config) -> None:
     print(f"wrote {args.out} ({strip.shape[1]}x{strip.shape[0]}); label {info['label']}, "
           f"target {info['target_xy'].round(3).tolist()}, eccentricity {info['eccentricity']:.1f} px")
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

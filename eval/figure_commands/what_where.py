@@ -1,8 +1,8 @@
 """The What/Where figures of Daucé et al. 2020, regenerated, with the numbers set beside the paper's.
 
-    python eval/what_where_figures.py                # full (55x55 map, 500 episodes per point)
-    python eval/what_where_figures.py --quick        # CPU: coarser map, fewer episodes per curve point
-    python eval/what_where_figures.py --out docs --overwrite   # the documentation's figures
+    python eval/figures.py what-where                # full (55x55 map, 500 episodes per point)
+    python eval/figures.py what-where --quick        # CPU: coarser map, fewer episodes per curve point
+    python eval/figures.py what-where --out docs --overwrite   # the documentation's figures
 
 Writes into ``--out`` (default runs/figures/what_where/; its files are replaced only with
 ``--overwrite``): what_where_contrast.png (the paper's contrast figure: the digit centred under the
@@ -30,7 +30,7 @@ import torch
 from agents import what_where as ww
 from agents.baselines import load_agent as load_baseline
 from agents.baselines import load_foveal
-from agents.cli import check_ranges, output_file, parse_config, resolve_device
+from agents.cli import check_ranges, output_file, resolve_device
 from agents.rollout import evaluate, make_env, run_episodes, split_size
 from agents.scenes import preset_scene
 from saccade_env.scene import SceneSampler
@@ -218,6 +218,3 @@ def main(a: Config) -> None:
     (out / "what_where_results.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(nums, indent=1))
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

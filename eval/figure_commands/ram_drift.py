@@ -2,8 +2,8 @@
 digit's centre, and the share of fixations at the scene's edge, on test episodes played
 with the mean locations (deterministic, as agents.rollout.evaluate plays them).
 
-    python eval/ram_drift.py --env SaccadeMNIST-Centered28-v0                 # checkpoints/ram-centered28.pt
-    python eval/ram_drift.py --env SaccadeMNIST-Translated60-v0 --checkpoint runs/x/ram-translated60.pt --episodes 1000
+    python eval/figures.py ram-drift --env SaccadeMNIST-Centered28-v0         # checkpoints/ram-centered28.pt
+    python eval/figures.py ram-drift --env SaccadeMNIST-Translated60-v0 --checkpoint runs/x/ram-translated60.pt --episodes 1000
 
 A policy whose distances grow glimpse after glimpse and whose fixations sit at the edge
 has drifted away from the digit (docs/agents/ram.md); one that learned to look stays near it.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.cli import check_ranges, parse_config, resolve_device
+from agents.cli import check_ranges, resolve_device
 from agents.ram import RAMAgent, load_agent
 from agents.rollout import make_env, run_episodes
 
@@ -72,6 +72,3 @@ def main(a: Config) -> None:
     print("at edge     " + " ".join(f"{e:6.2f}" for e in r["at_edge"]))
     print("moved px    " + " ".join(f"{d:6.1f}" for d in r["moved_px"]))
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

@@ -1,8 +1,8 @@
 """RAM training curves: test-split monitor accuracy vs iterations for each preset trained,
 read from the TensorBoard logs of train/ram.py (runs/ram-<tag>/).
 
-    python eval/ram_curves.py                       # -> runs/figures/ram_curves.png + a Markdown table
-    python eval/ram_curves.py --runs runs --out docs/ram_curves.png --overwrite
+    python eval/figures.py ram-curves              # -> runs/figures/ram_curves.png + a Markdown table
+    python eval/figures.py ram-curves --runs runs --out docs/ram_curves.png --overwrite
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.checkpoint import CheckpointError, safe_load
-from agents.cli import check_ranges, output_file, parse_config
+from agents.cli import check_ranges, output_file
 from agents.ram import PRESET_TAGS
 
 
@@ -76,6 +76,3 @@ def main(args: Config) -> None:
     fig.savefig(out, dpi=110)
     print(f"\nwrote {out}")
 
-
-if __name__ == "__main__":
-    main(parse_config(Config))

@@ -1,0 +1,116 @@
+"""eval/figures.py: one entry point for the figures and one-off measurements, a subcommand each."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.checkpoint import save_checkpoint
+from agents.cli import parse_config
+from eval import figures
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ROOT / "eval" / "figure_commands"
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python eval/figures.py ARGS`` run as a user runs it, in ``cwd`` (a test's own folder: what a
+    subcommand writes by default stays there)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "eval" / "figures.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_subcommand_with_one_line(tmp_path):
+    proc = run_script("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = {}
+    for line in proc.stdout.split("subcommands:\n", 1)[1].splitlines():
+        name, _, text = line.strip().partition(" ")
+        listed[name] = text.strip()
+    assert list(listed) == list(figures.SUBCOMMANDS)
+    assert all(listed.values()), listed  # each with its line
+    assert {"episode", "scanpaths", "what-where", "stn", "neva", "neva-eval", "ram-curves", "ram-drift",
+            "cards"} <= set(listed)
+
+
+def test_every_subcommand_is_a_module_with_a_config_and_a_main():
+    """The modules of eval/figure_commands/ are exactly the subcommands; none is a script of its own."""
+    modules = {p.stem for p in COMMANDS.glob("*.py")} - {"__init__"}
+    assert modules == {figures.module_name(n) for n in figures.SUBCOMMANDS}
+    for name in figures.SUBCOMMANDS:
+        module = figures.load(name)
+        assert dataclasses.is_dataclass(module.Config) and callable(module.main), name
+        parse_config(module.Config, [])  # its defaults parse
+        assert "__main__" not in (COMMANDS / f"{figures.module_name(name)}.py").read_text(), name
+    assert not [p.name for p in (ROOT / "eval").glob("*.py") if p.name not in ("figures.py", "compare_agents.py")]
+
+
+@pytest.mark.parametrize("argv, said", [(["what_where"], "unknown subcommand 'what_where' (did you mean 'what-where'?)"),
+                                        (["render_episode", "--out", "x.png"], "unknown subcommand 'render_episode'"),
+                                        (["--out", "x.png", "episode"], "the subcommand comes first"),
+                                        ([], "name a subcommand")])
+def test_a_missing_or_unknown_subcommand_is_refused_with_the_list(argv, said, tmp_path):
+    proc = run_script(*argv, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert said in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert ", ".join(figures.SUBCOMMANDS) in proc.stderr  # the valid ones, listed
+
+
+def test_a_subcommand_help_shows_its_own_flags(tmp_path):
+    proc = run_script("stn", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: figures.py stn ") and "--stats" in proc.stdout
+    assert "--quick" not in proc.stdout  # what-where's flag
+
+
+@pytest.mark.parametrize("name", list(figures.SUBCOMMANDS))
+def test_each_subcommand_help_lists_the_flags_of_its_config(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        figures.main([name, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: figures.py {name} ")
+    for f in dataclasses.fields(figures.config(name)):
+        assert "--" + f.name.replace("_", "-") in out, (name, f.name)
+
+
+def test_flags_renamed_to_the_convention_keep_their_old_spelling():
+    neva = figures.config("neva")
+    assert parse_config(neva, ["--scenes", "2", "--zoom", "4"]) == parse_config(neva, ["--episodes", "2", "--scale", "4"])
+    assert parse_config(neva, ["--episodes", "2"]).episodes == 2
+
+
+def test_a_bad_flag_is_a_usage_error_naming_the_subcommand(tmp_path):
+    proc = run_script("episode", "--seed", "-1", cwd=tmp_path)
+    assert proc.returncode == 2 and "figures.py episode: error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cards_runs_from_the_dispatcher(tmp_path, capsys):
+    folder = tmp_path / "ckpts"
+    save_checkpoint(folder / "foveal.pt", agent="foveal", config={}, weights={"w": torch.zeros(1)},
+                    meta={"command": "python train/foveal.py --steps 3", "seed": 4, "device": "cpu", "threads": 1,
+                          "wall_s": 120.0, "scores": {"val_accuracy": 0.5}})
+    out = tmp_path / "cards.md"
+    table = figures.main(["cards", "--checkpoints", str(folder), "--out", str(out)])
+    assert out.read_text() == table and table in capsys.readouterr().out
+    assert "| `foveal.pt` (" in table and "`python train/foveal.py --steps 3`" in table and "val_accuracy 0.5" in table
+    assert "seed 4" in table and "2.0 min" in table
+    with pytest.raises(SystemExit, match="exists: pass --overwrite"):
+        figures.main(["cards", "--checkpoints", str(folder), "--out", str(out)])
+    figures.main(["cards", "--checkpoints", str(folder), "--out", str(out), "--overwrite"])
+
+
+def test_episode_runs_as_a_script(tmp_path):
+    out = tmp_path / "episode.png"
+    proc = run_script("episode", "--seed", "2", "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and out.stat().st_size > 1000
+    proc = run_script("episode", "--out", str(out), cwd=tmp_path)  # an existing file without --overwrite
+    assert proc.returncode != 0 and "exists: pass --overwrite" in proc.stderr
