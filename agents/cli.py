@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from saccade_env.core import check_device
+
+from . import distributed
 
 
 def parse_config(cls: type, argv: list[str] | None = None, *, description: str | None = None,
@@ -159,9 +162,12 @@ def seeded_init(seed: int, build: Callable[[], Any]) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; a device that is not there is a clear error."""
+    """``"auto"`` -> cuda when available, else cpu; a device that is not there is a clear error.
+    Under torchrun, ``cuda`` is this process's GPU, ``cuda:LOCAL_RANK`` (agents.distributed)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and distributed.active():
+        name = f"cuda:{distributed.local_rank()}"
     try:
         return check_device(name)
     except ValueError as err:
@@ -226,7 +232,19 @@ def prepare_run(cfg: RunOptions, *, default_name: str, checkpoint: str, resume_f
     ``default_name``: the run name when ``cfg.name`` is empty; ``checkpoint``: the file name of the
     agent's shipped checkpoint (``foveal.pt``).  Raises SystemExit with the fix for: ``--resume``
     without a resume file; a new run over an existing one; an existing ``--out`` (or shipped
-    checkpoint) without ``--overwrite``; a folder that cannot be written."""
+    checkpoint) without ``--overwrite``; a folder that cannot be written.
+
+    Under torchrun it first joins the process group (:func:`agents.distributed.init`) and checks
+    that the ranks can share ``--batch-size``; rank 0 alone checks and creates the folders and
+    every rank gets its answer (the same paths, or the same SystemExit)."""
+    distributed.init()
+    if hasattr(cfg, "batch_size"):
+        distributed.local_batch(cfg.batch_size)
+    return distributed.on_main(lambda: _prepare_run(cfg, default_name=default_name, checkpoint=checkpoint,
+                                                    resume_file=resume_file))
+
+
+def _prepare_run(cfg: RunOptions, *, default_name: str, checkpoint: str, resume_file: str) -> RunFiles:
     from .checkpoint import checkpoint_dir
 
     name = cfg.name or default_name
@@ -285,8 +303,9 @@ def output_file(path: str | os.PathLike, *, overwrite: bool) -> Path:
 
 
 def finish_run(files: RunFiles) -> None:
-    """After the checkpoint is written: copy it over the shipped one if ``--promote`` asked for it."""
-    if files.promote is not None:
+    """After the checkpoint is written: copy it over the shipped one if ``--promote`` asked for it
+    (rank 0 alone under torchrun)."""
+    if files.promote is not None and distributed.is_main():
         from .checkpoint import promote
         promote(files.out, files.promote.name)
         print(f"promoted {files.out} to {files.promote}")
@@ -295,16 +314,26 @@ def finish_run(files: RunFiles) -> None:
 class GracefulExit:
     """While active (``with GracefulExit() as stop:``), SIGINT and SIGTERM ask the training loop to
     stop instead of killing it: the loop polls ``stop.requested(step)``, saves its resume point,
-    then calls ``stop.exit(...)``. A second Ctrl-C stops at once."""
+    then calls ``stop.exit(...)``. A second Ctrl-C stops at once.
+
+    Under torchrun the ranks stop together: :meth:`requested` is true on every rank once any
+    rank got the signal, so they all save the same step; and a second signal within
+    :attr:`ECHO_S` seconds of the first is ignored (torchrun passes a Ctrl-C on to its workers,
+    which had it from the terminal already)."""
+
+    ECHO_S = 5.0
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict = {}
+        self._at = 0.0
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
+            if distributed.active() and time.monotonic() - self._at < self.ECHO_S:
+                return
             raise KeyboardInterrupt
-        self.signum = signum
+        self.signum, self._at = signum, time.monotonic()
 
     def __enter__(self) -> "GracefulExit":
         if threading.current_thread() is threading.main_thread():
@@ -317,8 +346,12 @@ class GracefulExit:
         self._old = {}
 
     def requested(self, step: int) -> bool:
-        """True once a stop signal came (``step``: the step about to be taken)."""
-        return self.signum is not None
+        """True once a stop signal came (``step``: the step about to be taken); under torchrun, once
+        it came to any rank (every rank calls this at every step: it is a collective)."""
+        got = distributed.maximum(self.signum or 0)
+        if got and self.signum is None:  # another rank's signal: stop as it does
+            self.signum = got
+        return got != 0
 
     def exit(self, *, step: int, resume: Path) -> NoReturn:
         """Say where the run stopped and how to continue it, then exit with status 128 + signal."""
@@ -328,8 +361,18 @@ class GracefulExit:
         raise SystemExit(128 + self.signum)
 
 
+class _NoLog:
+    """What ranks other than 0 log to: every SummaryWriter method, doing nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
 def writer(path: Path):
-    """A TensorBoard SummaryWriter logging into ``path``."""
+    """A TensorBoard SummaryWriter logging into ``path`` (under torchrun, on rank 0; the other
+    ranks get a writer that writes nothing)."""
+    if not distributed.is_main():
+        return _NoLog()
     from torch.utils.tensorboard import SummaryWriter
     return SummaryWriter(log_dir=str(path))
 
@@ -350,13 +393,24 @@ MAY_CHANGE = frozenset({"steps", "minutes", "total_timesteps", "lr", "loc_lr", "
 def save_resume(path: Path, *, step: int, elapsed: float, config: Any, extra: dict | None = None, **stateful) -> None:
     """Write the resume file atomically: ``stateful`` modules, optimisers, schedulers and
     torch.Generators by name, torch's global random streams, the step reached, the wall time
-    spent so far, the run's configuration and ``extra`` (tensors and plain values)."""
+    spent so far, the run's configuration and ``extra`` (tensors and plain values).
+
+    Under torchrun every rank calls it (a collective): rank 0 writes its own state, which the
+    ranks share but for their random streams, and every rank's generators and global streams
+    under ``"ranks"``; ``extra`` is rank 0's."""
     from .checkpoint import atomic_save
     rng = {"torch": torch.get_rng_state()}  # torch's global stream (dropout draws from it)
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    atomic_save({"step": step, "elapsed": elapsed, "config": dataclasses.asdict(config), "extra": extra or {},
-                 "rng": rng, "state": {k: _state_of(v) for k, v in stateful.items()}}, path)
+    ranks = distributed.all_gather({"rng": rng, "gens": {k: v.get_state() for k, v in stateful.items()
+                                                         if isinstance(v, torch.Generator)}})
+    if distributed.is_main():
+        state = {"step": step, "elapsed": elapsed, "config": dataclasses.asdict(config), "extra": extra or {},
+                 "rng": rng, "state": {k: _state_of(v) for k, v in stateful.items()}}
+        if len(ranks) > 1:
+            state.update(world=len(ranks), ranks=ranks)
+        atomic_save(state, path)
+    distributed.barrier()  # the file is whole before any rank goes on (or exits)
 
 
 def load_resume(path: Path, *, device: torch.device, config: Any | None = None, extra: dict | None = None,
@@ -365,15 +419,30 @@ def load_resume(path: Path, *, device: torch.device, config: Any | None = None, 
 
     With ``config``, the file must have been written by a run of the same configuration (options
     outside :data:`MAY_CHANGE` equal); ``extra`` (a dict) is filled with what was saved as extra.
-    A missing, damaged or mismatched file is a SystemExit that says what to do."""
+    A missing, damaged or mismatched file is a SystemExit that says what to do.
+
+    Under torchrun rank 0 reads the file and sends it to every rank, which takes its own random
+    streams from it; a file of a run with another number of processes is refused."""
     from .checkpoint import CheckpointError, safe_load
     fix = "start a new run without --resume (another --name, or --overwrite to restart this one)"
-    try:
-        r = safe_load(path, what="resume file", fix=fix, map_location=device)
-    except CheckpointError as err:
-        raise SystemExit(f"--resume: {err}") from None
-    if not isinstance(r, dict) or not {"step", "elapsed", "state", "config"} <= set(r):
-        raise SystemExit(f"--resume: {path} is not a resume file of these scripts: {fix}")
+
+    def read() -> dict:
+        try:  # several ranks: read on the CPU, each rank's load_state_dict moves it to its device
+            r = safe_load(path, what="resume file", fix=fix, map_location="cpu" if distributed.active() else device)
+        except CheckpointError as err:
+            raise SystemExit(f"--resume: {err}") from None
+        if not isinstance(r, dict) or not {"step", "elapsed", "state", "config"} <= set(r):
+            raise SystemExit(f"--resume: {path} is not a resume file of these scripts: {fix}")
+        return r
+    r = distributed.on_main(read)
+    if r.get("world", 1) != distributed.world():
+        raise SystemExit(f"--resume: {path} was written by a run of {r.get('world', 1)} process(es), this run has "
+                         f"{distributed.world()}: continue it with as many (torchrun --nproc_per_node/--nnodes; 1: "
+                         f"plain python), since every process's random streams are in the file; or {fix}")
+    if "ranks" in r:  # this rank's random streams
+        mine = r["ranks"][distributed.rank()]
+        r["rng"] = mine["rng"]
+        r["state"].update(mine["gens"])
     missing = set(stateful) - set(r["state"])
     if missing:
         raise SystemExit(f"--resume: {path} was written by another script (it lacks {sorted(missing)}); {fix}")

@@ -159,6 +159,16 @@ class BudgetResult:
     def decisions_per_s(self) -> float:
         return len(self.correct) / self.seconds if self.seconds > 0 else float("nan")
 
+    @classmethod
+    def join(cls, parts: list["BudgetResult"]) -> "BudgetResult":
+        """The result of consecutive blocks of one evaluation's episodes (e.g. the ranks' parts,
+        in rank order), as one: outcomes concatenated, seconds summed (decisions/s stay per process)."""
+        if not parts or len({p.budget for p in parts}) != 1:
+            raise ValueError(f"join takes the parts of one budget's evaluation, got budgets {[p.budget for p in parts]}")
+        return cls(budget=parts[0].budget, seconds=sum(p.seconds for p in parts),
+                   **{k: np.concatenate([getattr(p, k) for p in parts]) for k in ("correct", "n_saccades",
+                                                                                  "eccentricity")})
+
 
 def split_size(split: str) -> int:
     """How many digits ``split`` ("test", "train", "train[55000:]", ...) holds."""
@@ -168,7 +178,7 @@ def split_size(split: str) -> int:
 
 def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episodes: int | None,
              device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 1000,
-             split: str = "test", on_wave: Callable[[int], None] | None = None,
+             split: str = "test", on_wave: Callable[[int], None] | None = None, part: range | None = None,
              **env_kwargs) -> BudgetResult:
     """Evaluate ``agent`` on ``episodes`` episodes of ``env_id`` with ``max_saccades=budget``.
 
@@ -179,6 +189,12 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     ``seed``): the papers' way of scoring a test set.
     ``on_wave(n)`` is called after each wave with the number of episodes it finished
     (for a progress bar).
+
+    ``part``: play only these consecutive episodes of the evaluation (default all, ``range(episodes)``),
+    e.g. a rank's block (``agents.distributed.shard``): they are the very episodes the whole
+    evaluation plays there, so :meth:`BudgetResult.join` of the blocks is the whole result. An
+    agent with its own randomness (a ``seed`` method) draws from one stream over the whole
+    evaluation, so it only plays whole evaluations.
     """
     full = episodes is None
     if full:
@@ -186,22 +202,30 @@ def evaluate(agent: Any, *, env_id: str = "SaccadeMNIST-v0", budget: int, episod
     if episodes < 1 or budget < 0 or batch_size < 1 or seed < 0:
         raise ValueError(f"need episodes >= 1, budget >= 0, batch_size >= 1 and seed >= 0, got episodes={episodes}, "
                          f"budget={budget}, batch_size={batch_size}, seed={seed}")
-    B = min(int(batch_size), int(episodes))
+    part = range(episodes) if part is None else part
+    if part.step != 1 or not 0 <= part.start <= part.stop <= episodes:
+        raise ValueError(f"part must be consecutive episodes of range({episodes}), got {part}")
+    if part != range(episodes) and callable(getattr(agent, "seed", None)):
+        raise ValueError(f"agent {getattr(agent, 'name', agent)!r} has its own randomness (a seed method): its "
+                         f"episodes depend on those before them, so evaluate it whole (part=None)")
+    if not part:
+        return BudgetResult(budget=budget, seconds=0.0, correct=np.zeros(0, bool), n_saccades=np.zeros(0, np.int64),
+                            eccentricity=np.zeros(0, np.float32))
+    B = min(int(batch_size), len(part))
     venv = make_env(env_id, agent=agent, num_envs=B, device=device, max_saccades=budget, split=split,
                     **env_kwargs)
     seed_agent(agent, seed)
     parts: dict[str, list[np.ndarray]] = {"correct": [], "n_saccades": [], "eccentricity": []}
-    seconds, done, wave = 0.0, 0, 0
+    seconds, done = 0.0, part.start
     try:
-        while done < episodes:
+        while done < part.stop:  # a wave: episodes done .. done + B - 1, seeded seed + j
             options = ({"digit_index": np.minimum(np.arange(done, done + B), episodes - 1)} if full else None)
-            ep = run_episodes(venv, agent, seed=seed + wave * B, options=options)
-            take = min(B, episodes - done)
+            ep = run_episodes(venv, agent, seed=seed + done, options=options)
+            take = min(B, part.stop - done)
             for k in parts:
                 parts[k].append(getattr(ep, k)[:take].cpu().numpy())
             seconds += ep.seconds
             done += take
-            wave += 1
             if on_wave is not None:
                 on_wave(take)
     finally:

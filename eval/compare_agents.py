@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents import registry
 from agents.checkpoint import CheckpointError
 from agents.cli import check_ranges, parse_config, resolve_device
@@ -247,12 +248,33 @@ def write_rows(out: Path, rows: list[dict], meta: dict) -> None:
     atomic_write(out / "table.json", lambda tmp: Path(tmp).write_text(json.dumps({**meta, "rows": rows}, indent=1)))
 
 
+def plan(cfg: Config, agents: dict, episodes: dict[str, int]) -> dict[str, list[range]]:
+    """The episodes this process plays of each agent's evaluation at each budget: all of them, but
+    under torchrun (agents.distributed) its share. An agent that plays the same episodes however
+    they are split (no randomness of its own) gives every rank a block of each budget's episodes;
+    one with its own random stream (a ``seed`` method, Monte-Carlo) plays each budget whole, on
+    one rank, the budgets dealt to the ranks in turn. Either way the gathered table is the one a
+    single process makes."""
+    mine, turn = {}, 0
+    for n, agent in agents.items():
+        whole = bool(registry.AGENTS[n].mc_samples) or callable(getattr(agent, "seed", None))
+        mine[n] = []
+        for _ in cfg.budgets:
+            if whole:
+                mine[n].append(range(episodes[n]) if turn % dist.world() == dist.rank() else range(0))
+                turn += 1
+            else:
+                mine[n].append(dist.shard(episodes[n]))
+    return mine
+
+
 def main(cfg: Config) -> str:
-    out = output_dir(cfg)
+    dist.init()  # under torchrun: the ranks share the episodes, rank 0 prints and writes
+    out = dist.on_main(lambda: output_dir(cfg))
     device = resolve_device(cfg.device)
     names = list(cfg.agents) or [n for n in registry.available(cfg.env) if n not in OPT_IN]
     left_out = [n for n in registry.available(cfg.env) if n in OPT_IN] if not cfg.agents else []
-    if left_out:
+    if left_out and dist.is_main():
         print(f"not in the default run (slow on a CPU): {' '.join(left_out)}; include them with "
               f"--agents {' '.join(names + left_out)}")
     if not names:
@@ -275,7 +297,7 @@ def main(cfg: Config) -> str:
             cap = registry.AGENTS[n].cpu_episodes
             episodes[n] = min(cfg.episodes, cap) if cap else cfg.episodes
     capped = [n for n in agents if episodes[n] < cfg.episodes]
-    if capped:
+    if capped and dist.is_main():
         print(f"on a CPU, {', '.join(capped)} (gradient-based planners, slow) play {min(episodes[n] for n in capped)} "
               f"episodes per budget; --no-cap plays {cfg.episodes}")
     # people's recordings, replayed and checked before any agent plays
@@ -283,22 +305,30 @@ def main(cfg: Config) -> str:
     results: dict[str, list[BudgetResult]] = {}
     privileged = {n: bool(a.privileged) for n, a in agents.items()}
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}")
+               f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}"
+               + (f", {dist.world()} processes (torchrun)" if dist.world() > 1 else ""))
+    parts = plan(cfg, agents, episodes)
     meta = {"config": dataclasses.asdict(cfg), "device": str(device), "machine": machine}
     rows: list[dict] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(cfg.budgets) * sum(episodes.values()), desc="episodes", unit="ep") as bar:
+    with tqdm(total=sum(len(p) for ps in parts.values() for p in ps), desc="episodes", unit="ep",
+              disable=not dist.is_main()) as bar:
         for n, agent in agents.items():
             bar.set_postfix_str(n)
             mc = registry.AGENTS[n].mc_samples
             count = None if cfg.full_test else episodes[n]  # None: every test digit once
-            results[n] = [evaluate(agent, env_id=cfg.env, budget=k, episodes=count, device=device,
-                                   seed=cfg.seed, batch_size=cfg.batch_size, on_wave=bar.update) if not mc
-                          else monte_carlo(agent, mc, env_id=cfg.env, budget=k, episodes=count, device=device,
-                                           seed=cfg.seed, batch_size=cfg.batch_size, bar=bar)
-                          for k in cfg.budgets]
+            played = [None if not p else
+                      evaluate(agent, env_id=cfg.env, budget=k, episodes=count, device=device, seed=cfg.seed,
+                               batch_size=cfg.batch_size, on_wave=bar.update, part=p) if not mc
+                      else monte_carlo(agent, mc, env_id=cfg.env, budget=k, episodes=count, device=device,
+                                       seed=cfg.seed, batch_size=cfg.batch_size, bar=bar)
+                      for k, p in zip(cfg.budgets, parts[n])]
+            # every rank's parts, in rank order: the blocks follow each other
+            results[n] = [BudgetResult.join([r for r in got if r is not None]) for got in zip(*dist.all_gather(played))]
             mine = rows_of(n, privileged[n], results[n])
             rows += mine
+            if not dist.is_main():
+                continue
             write_rows(out, rows, {**meta, "wall_s": time.perf_counter() - t0})
             bar.write(f"{n}: " + ", ".join(f"k={r['budget']} {fmt(r['accuracy'], r['ci_low'], r['ci_high'])}"
                                            for r in mine) + f" (written to {out}/table.csv)")
@@ -313,6 +343,8 @@ def main(cfg: Config) -> str:
         counts = f"every test digit once per cell ({split_size('test')} episodes)"
     footer = (f"\n{cfg.env}, test split, {counts}, seed {cfg.seed}; "
               f"{wall:.0f} s on {device} ({machine}).\n" + (human[2] + "\n" if human else ""))
+    if not dist.is_main():
+        return table
     (out / "table.md").write_text(table + footer)
     write_rows(out, rows, {**meta, "wall_s": wall})
     plot(results, privileged, out, cfg.env)

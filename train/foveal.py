@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents.baselines import load_foveal
 from agents.checkpoint import save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, cosine, finish_run, load_resume, parse_config,
@@ -128,12 +129,24 @@ def val_scores(net: FovealClassifier, cfg: Config, device: torch.device) -> dict
     return scores
 
 
+def train_step(model, opt: torch.optim.Optimizer, sched, views: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on foveae ``views`` (b, 1, 28, 28) with ``labels`` (b,); returns the loss.
+    ``model``: the classifier, or its DDP wrapper (agents.distributed.wrap), whose backward averages
+    the ranks' gradients: then the step is the one of the ranks' batches together."""
+    loss = F.cross_entropy(model(views), labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
+
+
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="foveal", checkpoint="foveal.pt")
-    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
+    torch.manual_seed(dist.rank_seed(cfg.seed))  # the global stream too (dropout): a function of the seed (and rank)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(dist.rank_seed(cfg.seed))  # each rank its own foveae
     samplers = make_samplers(cfg, cfg.split, device)
     net = seeded_init(cfg.seed, lambda: FovealClassifier(width=cfg.width)).to(device)
     if cfg.init:
@@ -147,6 +160,7 @@ def main(cfg: Config) -> None:
     start, elapsed = 0, 0.0
     if files.continuing:
         start, elapsed = load_resume(files.resume, device=device, config=cfg, net=net, opt=opt, sched=sched, gen=gen)
+    model, batch = dist.wrap(net), dist.local_batch(cfg.batch_size)  # under torchrun: DDP, a share of the batch
     tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
 
@@ -155,24 +169,22 @@ def main(cfg: Config) -> None:
                     net=net, opt=opt, sched=sched, gen=gen)
 
     with GracefulExit() as stop:
-        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="foveal"):
+        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="foveal",
+                         disable=not dist.is_main()):
             if stop.requested(step):
                 save(step)
                 stop.exit(step=step, resume=files.resume)
             frac = min(1.0, step / (0.6 * cfg.steps))
             shift = cfg.shift_start + frac * (cfg.shift_end - cfg.shift_start)
-            views, labels = foveal_batch(samplers, cfg.batch_size, shift, cfg.anywhere, gen)
-            loss = F.cross_entropy(net(views), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss = train_step(model, opt, sched, *foveal_batch(samplers, batch, shift, cfg.anywhere, gen))
             if step % 50 == 0:
                 tb.add_scalar("train/loss", loss.item(), step)
                 tb.add_scalar("train/shift_px", shift, step)
             if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
                 save(step + 1)
     wall = time.perf_counter() - t0
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        return
     scores = val_scores(net, cfg, device)
     for k, v in scores.items():
         tb.add_scalar(f"val/{k}", v, cfg.steps)

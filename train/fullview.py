@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents.checkpoint import save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, cosine, finish_run, load_resume, parse_config,
                         prepare_run, resolve_device, run_meta, save_resume, seeded_init, writer)
@@ -64,10 +65,10 @@ def accuracy(net: SceneClassifier, sampler: SceneSampler, n: int, gen: torch.Gen
 
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="fullview", checkpoint="fullview.pt")
-    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
+    torch.manual_seed(dist.rank_seed(cfg.seed))  # the global stream too (dropout): a function of the seed (and rank)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(dist.rank_seed(cfg.seed))  # each rank its own scenes
     full = preset_scene(cfg.env)
     levels = [full.noise * i / 4 for i in range(5)]  # 0 .. the preset's level: find digits first
     samplers = [SceneSampler(dataclasses.replace(full, noise=n), split=cfg.split, device=device) for n in levels]
@@ -77,6 +78,7 @@ def main(cfg: Config) -> None:
     start, elapsed = 0, 0.0
     if files.continuing:
         start, elapsed = load_resume(files.resume, device=device, config=cfg, net=net, opt=opt, sched=sched, gen=gen)
+    model, batch = dist.wrap(net), dist.local_batch(cfg.batch_size)  # under torchrun: DDP, a share of the batch
     tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
 
@@ -85,13 +87,14 @@ def main(cfg: Config) -> None:
                     net=net, opt=opt, sched=sched, gen=gen)
 
     with GracefulExit() as stop:
-        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fullview"):
+        for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="fullview",
+                         disable=not dist.is_main()):
             if stop.requested(step):
                 save(step)
                 stop.exit(step=step, resume=files.resume)
             level = min(4, int(5 * step / max(1.0, cfg.curriculum * cfg.steps))) if cfg.curriculum > 0 else 4
-            b = sample_scenes(samplers[level], cfg.batch_size, gen)
-            loss = F.cross_entropy(net(b.scene), b.label)
+            b = sample_scenes(samplers[level], batch, gen)
+            loss = F.cross_entropy(model(b.scene), b.label)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,6 +105,8 @@ def main(cfg: Config) -> None:
             if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
                 save(step + 1)
     wall = time.perf_counter() - t0
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        return
     val = SceneSampler(preset_scene(cfg.env), split=cfg.val_split, device=device)
     acc = accuracy(net, val, cfg.eval_scenes, torch.Generator(device=device).manual_seed(12345))
     tb.add_scalar("val/accuracy", acc, cfg.steps)

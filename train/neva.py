@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, check_ranges, finish_run, load_resume, parse_config, prepare_run,
                         resolve_device, save_resume, seeded_init, writer)
@@ -111,7 +112,7 @@ def make_views(core: SaccadeCore, bp: BackProjector, ncfg: NevaConfig, keys: tor
 
 def main(cfg: Config) -> None:
     files = prepare_run(cfg, default_name="neva", checkpoint="neva.pt")
-    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
+    torch.manual_seed(dist.rank_seed(cfg.seed))  # the global stream too (dropout): a function of the seed (and rank)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     preset = next(p for p in PRESETS if p.id == cfg.env)
@@ -128,7 +129,7 @@ def main(cfg: Config) -> None:
         model.load_state_dict(init["weights"]["classifier"])
     val_core = SaccadeCore(dataclasses.replace(ecfg, split=cfg.val_split), device=device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(dist.rank_seed(cfg.seed))  # each rank its own fixations
     step, elapsed = 0, 0.0
     if files.continuing:
         step, elapsed = load_resume(files.resume, device=device, config=cfg, model=model, opt=opt, gen=gen)
@@ -146,22 +147,24 @@ def main(cfg: Config) -> None:
                "centre+digit": make_views(val_core, bp, ncfg, vkeys, vgen,
                                           dataclasses.replace(cfg, near_px=0.0, max_extra=1), zeros, zeros + 1)}
     scores: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="neva classifier")
+    bar = tqdm(total=cfg.steps, initial=step, desc="neva classifier", disable=not dist.is_main())
     t0 = time.perf_counter() - elapsed
+    # under torchrun: DDP, and each rank its share of every step's scenes (their keys: its part of the global batch)
+    ddp, part = dist.wrap(model), dist.shard(cfg.batch_size)
 
     def save() -> None:
         save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, model=model, opt=opt, gen=gen)
 
     with GracefulExit() as stop:
-        while step < cfg.steps and time.perf_counter() - t0 < cfg.minutes * 60:
+        while step < cfg.steps and dist.main_value(time.perf_counter() - t0) < cfg.minutes * 60:  # rank 0's clock
             if stop.requested(step):
                 save()
                 bar.close()
                 stop.exit(step=step, resume=files.resume)
-            keys = step * cfg.batch_size + torch.arange(cfg.batch_size, device=device) + cfg.seed * 10**8
+            keys = step * cfg.batch_size + torch.arange(part.start, part.stop, device=device) + cfg.seed * 10**8
             with torch.no_grad():
                 views, labels = make_views(core, bp, ncfg, keys, gen, cfg)
-            loss = F.cross_entropy(model(views), labels)
+            loss = F.cross_entropy(ddp(views), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -170,7 +173,7 @@ def main(cfg: Config) -> None:
             if step % 25 == 0:
                 tb.add_scalar("train/loss", loss.item(), step)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % cfg.eval_every == 0:
+            if step % cfg.eval_every == 0 and dist.is_main():
                 model.eval()
                 with torch.no_grad():
                     for k, (v, y) in val.items():
@@ -178,8 +181,12 @@ def main(cfg: Config) -> None:
                         tb.add_scalar(f"val/{k}", scores[f"val_{k}"], step)
                 model.train()
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if step % cfg.eval_every == 0:
                 save()
     bar.close()
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        save()
+        return
     model.eval()
     with torch.no_grad():
         for k, (v, y) in val.items():

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import saccade_env
+from agents import distributed as dist
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
                         parse_config, prepare_run, resolve_device, save_resume, writer)
@@ -318,7 +319,7 @@ def main(cfg: Config) -> None:
 
     def set_lr(step: int) -> None:
         """Cosine decay to lr * lr_final over the iterations or the wall-clock budget, whichever ends first."""
-        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.minutes * 60)
+        done = budget_done(step, cfg.steps, dist.main_value(time.perf_counter() - t0), cfg.minutes * 60)  # rank 0's
         decay = cosine_factor(done, cfg.lr_final)
         for grp in opt.param_groups:
             grp["lr"] = grp["scale"] * cfg.lr_base() * decay
@@ -336,8 +337,12 @@ def main(cfg: Config) -> None:
     # --jitter, --rotate: the training waves' scenes only (the monitor and the final scores: the preset's own)
     augment = {"scene": dataclasses.replace(gym.spec(cfg.env).kwargs["scene"], jitter=cfg.jitter,
                                             rotate=cfg.rotate)} if cfg.jitter or cfg.rotate else {}
-    venv = make_env(cfg.env, agent=agent, num_envs=cfg.batch_size, device=device, max_saccades=n_sacc,
+    part = dist.shard(cfg.batch_size)  # under torchrun: this rank's episodes of every wave
+    venv = make_env(cfg.env, agent=agent, num_envs=len(part), device=device, max_saccades=n_sacc,
                     split=fit_split, **augment)
+    # under torchrun: a wave and its loss under DDP (the backward averages the ranks' gradients)
+    play = dist.wrap(agent.net, forward=lambda seed: losses(run_episodes(venv, agent, seed=seed, record=True,
+                                                                         grad=True), cfg))
     tb = writer(files.dir)
     t0 = time.perf_counter() - elapsed
 
@@ -363,7 +368,7 @@ def main(cfg: Config) -> None:
         return acc
 
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=key, dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+               mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not dist.is_main())
     step = start - 1  # a resumed run with nothing left to train ends at iteration `start`
     with GracefulExit() as stop:
         for step in bar:
@@ -371,11 +376,10 @@ def main(cfg: Config) -> None:
                 save(step)
                 venv.close()
                 stop.exit(step=step, resume=files.resume)
-            agent.seed(cfg.seed * 7919 + step)  # resumable: the sampling stream of iteration `step`
+            agent.seed(dist.rank_seed(cfg.seed * 7919 + step))  # resumable: the sampling stream of iteration `step`
             if cfg.dropout:  # dropout draws from torch's global generator: seed it per iteration too
-                torch.manual_seed(cfg.seed * 7919 + step)
-            ep = run_episodes(venv, agent, seed=cfg.seed * 10**8 + step * cfg.batch_size, record=True, grad=True)
-            L = losses(ep, cfg)
+                torch.manual_seed(dist.rank_seed(cfg.seed * 7919 + step))
+            L = play(cfg.seed * 10**8 + step * cfg.batch_size + part.start)
             opt.zero_grad(set_to_none=True)
             L["total"].backward()
             torch.nn.utils.clip_grad_norm_(agent.net.parameters(), cfg.grad_clip)
@@ -385,20 +389,22 @@ def main(cfg: Config) -> None:
                 for k, v in L.items():
                     tb.add_scalar(f"train/{k}", float(torch.as_tensor(v).detach()), step)
                 bar.set_postfix(acc=f"{float(L['accuracy']):.3f}", ce=f"{float(L['ce_last'].detach()):.3f}")
-            if (step + 1) % cfg.eval_every == 0:
+            if (step + 1) % cfg.eval_every == 0 and dist.is_main():
                 bar.write(f"iteration {step + 1}: {monitor_tag} accuracy {monitor(step + 1, cfg.eval_episodes):.4f} "
                           f"({(time.perf_counter() - t0) / 60:.1f} min)")
             if (step + 1) % cfg.save_every == 0:
                 save(step + 1)
-            if cfg.minutes and time.perf_counter() - t0 > cfg.minutes * 60:
+            if cfg.minutes and dist.main_value(time.perf_counter() - t0) > cfg.minutes * 60:
                 bar.write(f"wall-clock budget of {cfg.minutes} min reached at iteration {step + 1}")
                 break
     step += 1
-    if cfg.valid and last_monitored[0] != step:  # the last weights compete too
+    if cfg.valid and last_monitored[0] != step and dist.is_main():  # the last weights compete too
         print(f"iteration {step}: valid accuracy {monitor(step, cfg.eval_episodes):.4f}")
     save(step)
     wall = time.perf_counter() - t0
     venv.close()
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        return
     if cfg.valid:
         agent.net.load_state_dict(best["net"])
         print(f"keeping the weights of iteration {best['step']} (valid accuracy {best['accuracy']:.4f} "

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.cli import (GracefulExit, RunOptions, budget_done, check_ranges, cosine_factor, finish_run, load_resume,
                         parse_config, prepare_run, resolve_device, save_resume, writer)
@@ -213,13 +214,13 @@ def main(argv: list[str] | None = None) -> dict:
     shipped = DEFAULT_CHECKPOINTS.get(cfg.env, f"stn-{cfg.env}.pt")
     name = cfg.name or shipped[:-3]
     files = prepare_run(cfg, default_name=name, checkpoint=shipped)
-    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
+    torch.manual_seed(dist.rank_seed(cfg.seed))  # the global stream too (dropout): a function of the seed (and rank)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     where = cfg.where_sensors or default_where(cfg.env)
     core = make_core(cfg, where, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(dist.rank_seed(cfg.seed))  # each rank its own scenes
     probe = core.observe(draw_scenes(core, torch.Generator().manual_seed(cfg.seed + 1), 2))
     shapes = tuple((k, tuple(probe[k].shape[1:])) for k in ("fovea", "periphery", "glimpse") if k in probe)
     kind, channels, fc, what = cfg.classifier, tuple(cfg.channels), cfg.fc, None
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     step0, elapsed0 = step, elapsed  # where this invocation's budget (and a --decay schedule) starts
     base_lrs = [g["lr"] for g in opt.param_groups]
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=name, dynamic_ncols=True, disable=not dist.is_main())
 
     def save() -> None:
         save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, agent=agent, opt=opt,
@@ -263,21 +264,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     agent.train()
     agent.localiser.requires_grad_(not cfg.freeze_localiser)  # frozen: no gradient, so Adam skips it
+    # under torchrun: the step's forward under DDP (its backward averages the ranks' gradients), a share of the batch
+    losses = dist.wrap(agent, forward=lambda *a: step_losses(cfg, agent, core, *a))
+    batch = dist.local_batch(cfg.batch_size)
+    clock = lambda: dist.main_value(time.perf_counter() - t0)  # noqa: E731  (rank 0's: every rank decides alike)
     with GracefulExit() as stop:
-        while step < cfg.steps and not (cfg.minutes and time.perf_counter() - t0 > 60 * cfg.minutes):
+        while step < cfg.steps and not (cfg.minutes and clock() > 60 * cfg.minutes):
             if stop.requested(step):
                 save()
                 bar.close()
                 stop.exit(step=step, resume=files.resume)
-            state = draw_scenes(core, gen, cfg.batch_size)
-            start, centred = start_fixations(cfg, gen, cfg.batch_size, device)
+            state = draw_scenes(core, gen, batch)
+            start, centred = start_fixations(cfg, gen, batch, device)
             aux_w = cfg.aux_weight * max(0.0, 1 - step / cfg.aux_steps) if cfg.aux_steps else cfg.aux_weight
             if cfg.decay == "cosine":  # over this invocation's budget, at the step about to be taken
-                factor = cosine_factor(budget_done(step + 1 - step0, cfg.steps - step0, time.perf_counter() - t0 - elapsed0,
+                factor = cosine_factor(budget_done(step + 1 - step0, cfg.steps - step0, clock() - elapsed0,
                                                    60 * cfg.minutes - elapsed0 if cfg.minutes else 0.0))
                 for group, lr in zip(opt.param_groups, base_lrs):
                     group["lr"] = lr * factor
-            out = step_losses(cfg, agent, core, state, start, centred, aux_w)
+            out = losses(state, start, centred, aux_w)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 ce0=f"{float(out['ce_start']):.2f}")
             if step % cfg.save_every == 0:
                 save()
-            if cfg.eval_every and step % cfg.eval_every == 0:
+            if cfg.eval_every and step % cfg.eval_every == 0 and dist.is_main():
                 agent.eval()
                 res = evaluate(agent, env_id=cfg.env, budget=1, episodes=cfg.eval_episodes, device=device,
                                seed=10**7, split=cfg.val_split, batch_size=500, **env_kwargs(cfg))
@@ -301,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
     bar.close()
     save()
     wall = time.perf_counter() - t0
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        return {}
     agent.eval()
     scores = {}
     for k in cfg.final_budgets:

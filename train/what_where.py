@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agents import distributed as dist
 from agents import what_where as ww
 from agents.baselines import load_foveal
 from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, safe_load, save_checkpoint
@@ -173,7 +174,7 @@ def cached_data(cfg: Config, make, device: torch.device):
         if isinstance(saved, dict) and saved.get("key") == key:
             return saved["train"], saved["val"]
     train, val = make()
-    if path is not None:
+    if path is not None and dist.is_main():  # under torchrun every rank made the same samples
         atomic_save({"key": key, "train": train, "val": val}, path)
     return train, val
 
@@ -214,7 +215,7 @@ def choice_quality(where: ww.WhereNet, data: dict, acc_map: torch.Tensor, cfg: C
 def main(cfg: Config) -> dict:
     shipped = "what_where_glimpse" if cfg.arch == "glimpse" else "what_where"
     files = prepare_run(cfg, default_name=shipped, checkpoint=f"{shipped}.pt")
-    torch.manual_seed(cfg.seed)  # torch's global stream too (dropout): a run is a function of its seed
+    torch.manual_seed(dist.rank_seed(cfg.seed))  # the global stream too (dropout): a function of the seed (and rank)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     try:
@@ -222,7 +223,8 @@ def main(cfg: Config) -> dict:
     except CheckpointError as err:
         raise SystemExit(f"the What pathway is missing: {err}") from None
     seeded = lambda k: torch.Generator(device=device).manual_seed(cfg.seed * 10 + k)
-    gen = seeded(0)  # the training batches; the map and the data have their own streams
+    gen = seeded(dist.rank_seed(0))  # the training batches (each rank its own); the map and the data have their
+    # own streams, alike on every rank
     env_cfg = make_config(scene=scene_config(cfg))
     periphery = Periphery(env_cfg.periphery, env_cfg.scene.size).to(device)
     train_s, val_s = make_sampler(cfg, cfg.split, device), make_sampler(cfg, cfg.val_split, device)
@@ -247,13 +249,14 @@ def main(cfg: Config) -> dict:
 
     def set_lr(step: int) -> None:
         """Cosine decay to 0 over the steps or the wall-clock budget, whichever ends first."""
-        done = budget_done(step, cfg.steps, time.perf_counter() - t0, cfg.minutes * 60)
+        done = budget_done(step, cfg.steps, dist.main_value(time.perf_counter() - t0), cfg.minutes * 60)
         for grp in opt.param_groups:
             grp["lr"] = cfg.lr * cosine_factor(done)
 
     start, elapsed = 0, time.perf_counter() - t0
     if files.continuing:
         start, elapsed = load_resume(files.resume, device=device, config=cfg, where=where, opt=opt, gen=gen)
+    model, batch = dist.wrap(where), dist.local_batch(cfg.batch_size)  # under torchrun: DDP, a share of the batch
     t0 = time.perf_counter() - elapsed
     tb = writer(files.dir)
     tb.add_image("what_accuracy_map", acc_map[None].clamp(0, 1), 0)
@@ -262,32 +265,34 @@ def main(cfg: Config) -> dict:
     def save(step: int) -> None:
         save_resume(files.resume, step=step, elapsed=time.perf_counter() - t0, config=cfg, where=where, opt=opt, gen=gen)
 
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="where", disable=not dist.is_main())
     with GracefulExit() as stop:
         for step in bar:
             if stop.requested(step):
                 save(step)
                 stop.exit(step=step, resume=files.resume)
-            if cfg.minutes and time.perf_counter() - t0 > cfg.minutes * 60:
+            if cfg.minutes and dist.main_value(time.perf_counter() - t0) > cfg.minutes * 60:  # rank 0's clock
                 save(step)
                 bar.write(f"wall-clock budget of {cfg.minutes} min reached after {step} steps" + (
                     " (the accuracy map and the samples took all of it: raise --minutes, or lower --scenes or "
                     "--map-scenes)" if step == start else ""))
                 break
             set_lr(step)
-            idx = torch.randint(n, (cfg.batch_size,), generator=gen, device=device)
-            logits = where(data[where.cfg.sensor][idx].float(), data["fixation"][idx])
+            idx = torch.randint(n, (batch,), generator=gen, device=device)
+            logits = model(data[where.cfg.sensor][idx].float(), data["fixation"][idx])
             loss = where_loss(logits, targets(data, idx, acc_map, where, cfg), cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+            if dist.is_main() and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                 tb.add_scalar("train/bce", loss.item(), step)
                 for k, v in choice_quality(where, val, acc_map, cfg).items():
                     tb.add_scalar(f"val/target_accuracy_{k}", v, step)
             if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
                 save(step + 1)
     wall = time.perf_counter() - t0
+    if not dist.is_main():  # rank 0 scores and writes the checkpoint
+        return {}
     quality = choice_quality(where, val, acc_map, cfg)
     scores = {f"val_target_accuracy_{k}": round(v, 4) for k, v in quality.items()}
     conf = ww.checkpoint_config(where, env_cfg.periphery)
