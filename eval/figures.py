@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "neva-eval": "NeVA's accuracy vs saccade budget beside the planners sharing its classifier (JSON)",
     "ram-curves": "RAM's training curves from the TensorBoard logs of train/ram.py (PNG + table)",
     "ram-drift": "where a trained RAM looks: fixation-to-digit distance per glimpse (printed)",
+    "learning-curves": "RAM's and PPO's held-out accuracy on v0 against env steps and wall-clock (PNG + table)",
     "cards": "a Markdown table of the shipped checkpoints: how each was trained, what it scored",
 }
 PROG = "figures.py"

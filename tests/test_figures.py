@@ -114,3 +114,35 @@ def test_episode_runs_as_a_script(tmp_path):
     assert f"wrote {out}" in proc.stdout and out.stat().st_size > 1000
     proc = run_script("episode", "--out", str(out), cwd=tmp_path)  # an existing file without --overwrite
     assert proc.returncode != 0 and "exists: pass --overwrite" in proc.stderr
+
+
+def test_learning_curves_read_both_trainers_logs(tmp_path, capsys):
+    """learning-curves: PPO's held-out evaluations from its progress.csv, RAM's monitor from its
+    TensorBoard log, RAM's env steps = iterations x batch x (saccades + 1); a log without held-out
+    evaluations is refused with what to do."""
+    from agents.cli import writer
+    lc = figures.load("learning-curves")
+    ppo = tmp_path / "ppo"
+    ppo.mkdir()
+    (ppo / "progress.csv").write_text("time/total_timesteps,val/accuracy,val/minutes,rollout/accuracy\n"
+                                      "2048,,,0.3\n100000,0.6,5.0,0.5\n200000,0.8,10.0,0.7\n")
+    save_checkpoint(ppo / "ppo.pt", agent="ppo", config={"train_config": {"monitor_budget": 3, "what": "shipped"}},
+                    weights={}, meta={})
+    ram = tmp_path / "ram"
+    tb = writer(ram)
+    for it, minutes, acc in ((250, 6.0, 0.7), (500, 12.5, 0.85)):
+        tb.add_scalar("valid/accuracy", acc, it)
+        tb.add_scalar("valid/accuracy_vs_minutes", acc, int(minutes * 100))
+    tb.close()
+    save_checkpoint(ram / "ram-v0.pt", agent="ram-v0", config={"train": {"batch_size": 128}, "max_saccades": 5},
+                    weights={}, meta={})
+    out = tmp_path / "curves.png"
+    lc.main(lc.Config(ppo_runs=(str(ppo),), ram_runs=(str(ram),), out=str(out)))
+    table = capsys.readouterr().out
+    assert out.is_file() and out.stat().st_size > 1000
+    assert "| PPO (k=3) | 200,000 | 10.0 | 0.800 |" in table
+    assert "| RAM (k=5) | 384,000 | 12.5 | 0.850 |" in table  # 500 x 128 x 6
+    assert "2,048" not in table  # rows without a held-out evaluation are not points
+    (ppo / "progress.csv").write_text("time/total_timesteps,rollout/accuracy\n2048,0.3\n")
+    with pytest.raises(SystemExit, match="--monitor-every"):
+        lc.main(lc.Config(ppo_runs=(str(ppo),), ram_runs=(str(ram),), out=str(tmp_path / "x.png")))

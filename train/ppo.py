@@ -68,12 +68,12 @@ class Config(RunOptions):
                           "(agents.sb3_extractors.WhatObservation; 0: none; needs --what)"})
     saccade_cost: float = field(default=0.0, metadata={"min": 0, "help": "reward subtracted per saccade "
                                                                          "(training env only)"})
-    num_envs: int = field(default=64, metadata={"min": 1, "help": "environments stepped as one batch"})
-    total_timesteps: int = field(default=300_000, metadata={"min": 1, "help": "env steps in all"})
-    n_steps: int = field(default=32, metadata={"min": 1, "help": "steps per env per rollout"})
+    num_envs: int = field(default=128, metadata={"min": 1, "help": "environments stepped as one batch"})
+    total_timesteps: int = field(default=5_000_000, metadata={"min": 1, "help": "env steps in all"})
+    n_steps: int = field(default=16, metadata={"min": 1, "help": "steps per env per rollout"})
     batch_size: int = field(default=512, metadata={"min": 1, "help": "PPO minibatch"})
     n_epochs: int = field(default=4, metadata={"min": 1, "help": "PPO epochs per rollout"})
-    lr: float = field(default=5e-4, metadata={"above": 0, "help": "Adam step size", "aliases": ("--learning-rate",)})
+    lr: float = field(default=1e-3, metadata={"above": 0, "help": "Adam step size", "aliases": ("--learning-rate",)})
     gamma: float = field(default=0.99, metadata={"min": 0, "max": 1, "help": "discount"})
     gae_lambda: float = field(default=0.95, metadata={"min": 0, "max": 1, "help": "GAE lambda"})
     ent_coef: float = field(default=0.01, metadata={"min": 0, "help": "entropy bonus"})
@@ -91,9 +91,14 @@ class Config(RunOptions):
     seed: int = field(default=0, metadata={"min": 0, "help": "seed of the envs and the policy"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda (env and policy)"})
     threads: int = field(default=1, metadata={"min": 1, "help": "torch CPU threads"})
-    minutes: float = field(default=0.0, metadata={"min": 0, "help": "stop training after this wall time (0: no limit)",
+    minutes: float = field(default=55.0, metadata={"min": 0, "help": "stop training after this wall time (0: no limit)",
                                                   "aliases": ("--max-minutes",)})
     save_every: int = field(default=50_000, metadata={"min": 1, "help": "env steps between resume files"})
+    monitor_every: int = field(default=100_000, metadata={
+        "min": 0, "help": "env steps between held-out evaluations (val/accuracy in the logs); the checkpoint keeps "
+                          "the weights of the best one (0: none, keep the last weights)"})
+    monitor_budget: int = field(default=3, metadata={"min": 0, "help": "saccade budget of the held-out evaluations"})
+    monitor_episodes: int = field(default=500, metadata={"min": 1, "help": "episodes of each held-out evaluation"})
     eval_budgets: tuple[int, ...] = field(default=(0, 1, 2, 3, 4, 5), metadata={"help": "saccade budgets k"})
     eval_episodes: int = field(default=1000, metadata={"min": 0, "help": "held-out episodes per budget at the end "
                                                                       "(0: no evaluation)"})
@@ -208,15 +213,31 @@ class Progress(BaseCallback):
     or at the ``--minutes`` deadline, both at a rollout's start (where a resume point is exact).
     The bar is SB3's own: ``learn(progress_bar=True)``."""
 
-    def __init__(self, *, save_every: int, save, stop: GracefulExit, deadline: float) -> None:
+    def __init__(self, *, save_every: int, save, stop: GracefulExit, deadline: float, monitor=None,
+                 monitor_every: int = 0, best: dict | None = None, t0: float = 0.0) -> None:
         super().__init__()
         self.save_every, self.save, self.stop, self.deadline = save_every, save, stop, deadline
+        self.monitor, self.monitor_every, self.t0 = monitor, monitor_every, t0
+        self.best = best if best is not None else {}
         self.correct: list[bool] = []
         self.saccades: list[int] = []
         self.next_save = save_every
+        self.next_monitor = monitor_every
 
     def _on_training_start(self) -> None:
         self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
+        if self.monitor_every:
+            self.next_monitor = (self.num_timesteps // self.monitor_every + 1) * self.monitor_every
+
+    def check(self) -> None:
+        """The held-out accuracy now (logged as val/accuracy, with the wall-clock minutes); the best
+        weights so far are kept in ``best``."""
+        acc = self.monitor()
+        self.logger.record("val/accuracy", acc)
+        self.logger.record("val/minutes", (time.time() - self.t0) / 60)
+        if acc > self.best.get("accuracy", -1.0):
+            self.best.update(accuracy=acc, step=int(self.num_timesteps),
+                             policy={k: v.detach().clone() for k, v in self.model.policy.state_dict().items()})
 
     def _on_rollout_start(self) -> None:
         if self.stop.requested(self.num_timesteps):
@@ -224,6 +245,9 @@ class Progress(BaseCallback):
             raise _Stop("signal")
         if time.time() >= self.deadline:
             raise _Stop("deadline")
+        if self.monitor_every and self.num_timesteps >= self.next_monitor:
+            self.check()
+            self.next_monitor = (self.num_timesteps // self.monitor_every + 1) * self.monitor_every
         if self.num_timesteps >= self.next_save:
             self.save()
             self.next_save = (self.num_timesteps // self.save_every + 1) * self.save_every
@@ -266,24 +290,34 @@ def train(cfg: Config) -> dict:
                  batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, learning_rate=cfg.lr, gamma=cfg.gamma,
                  gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef, clip_range=cfg.clip_range, seed=cfg.seed,
                  device=device, policy_kwargs={**policy_kwargs, "features_extractor_class": EXTRACTORS[cfg.policy_name()]})
+    best: dict = {}  # --monitor-every: the best held-out accuracy, its step and weights
     if files.continuing:
         saved: dict = {}
-        load_resume(files.resume, device=device, config=cfg, extra=saved, policy=model.policy,
-                    optimizer=model.policy.optimizer)
+        _, elapsed = load_resume(files.resume, device=device, config=cfg, extra=saved, policy=model.policy,
+                                 optimizer=model.policy.optimizer)
         restore_training_state(model, venv, saved["training"])  # learn() then goes on from there, no reset
+        best.update(saved.get("best", {}))
+        t0 = time.time() - elapsed
         print(f"resumed {files.resume} at step {model.num_timesteps}")
 
     def save() -> None:
         save_resume(files.resume, step=int(model.num_timesteps), elapsed=time.time() - t0, config=cfg,
-                    extra={"training": training_state(model, venv)}, policy=model.policy,
+                    extra={"training": training_state(model, venv), "best": best}, policy=model.policy,
                     optimizer=model.policy.optimizer)
+
+    def monitor() -> float:
+        """Accuracy at --monitor-budget on the held-out digits (deterministic actions, fixed episodes)."""
+        agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping, what=what)
+        return evaluate(agent, env_id=cfg.env, budget=cfg.monitor_budget, episodes=cfg.monitor_episodes,
+                        device=device, seed=12345, split=cfg.val_split, **cfg.env_kwargs()).accuracy
 
     model.set_logger(configure(str(files.dir), ["tensorboard", "csv"]))
     remaining = cfg.total_timesteps - model.num_timesteps
     with GracefulExit() as stop:
         if remaining > 0:
             cb = Progress(save_every=cfg.save_every, save=save, stop=stop,
-                          deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"))
+                          deadline=t0 + cfg.minutes * 60 if cfg.minutes > 0 else float("inf"),
+                          monitor=monitor, monitor_every=cfg.monitor_every, best=best, t0=t0)
             try:
                 with warnings.catch_warnings():  # SB3's bar is tqdm.rich, which warns that it is experimental
                     warnings.filterwarnings("ignore", message="rich is experimental")
@@ -293,7 +327,14 @@ def train(cfg: Config) -> dict:
                 if stop.signum is not None:
                     venv.close()
                     stop.exit(step=int(model.num_timesteps), resume=files.resume)
+            if cfg.monitor_every:  # the last weights compete too
+                cb.check()
+                model.logger.dump(model.num_timesteps)
         save()
+    if best:  # early stopping on held-out training digits
+        model.policy.load_state_dict(best["policy"])
+        print(f"keeping the weights of step {best['step']} (held-out accuracy {best['accuracy']:.4f} at "
+              f"k={cfg.monitor_budget} on {cfg.val_split})")
     atomic_write(files.dir / "final.zip", model.save)  # the SB3 model, for use with SB3 itself
     agent = SB3Agent(policy=model.policy, mapping=venv.unwrapped.mapping, what=what)
     config = {"env": cfg.env, "env_kwargs": env_kw, "form": cfg.form, "grid": cfg.grid, "grid_size": cfg.grid_size,
@@ -301,6 +342,9 @@ def train(cfg: Config) -> dict:
               "what": None if what is None else what.config, "train_config": asdict(cfg)}
     meta = {"command": " ".join(["python", "train/ppo.py", *sys.argv[1:]]), "seed": cfg.seed, "device": str(device),
             "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
+    if best:
+        meta.update(selected_step=best["step"], selected_val_accuracy=best["accuracy"],
+                    selected_budget=cfg.monitor_budget)
     weights = {"policy": {k: v.cpu() for k, v in model.policy.state_dict().items()}}
     if what is not None:  # the frozen What travels with the policy that reads it
         weights["what"] = {k: v.cpu() for k, v in what.state_dict().items()}
