@@ -21,7 +21,14 @@ from pathlib import Path
 from agents.checkpoint import CheckpointError, safe_load
 from agents.cli import check_ranges, output_file
 
-from .ram_curves import scalars
+
+def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of a TensorBoard scalar in ``run``'s event files ([] if absent)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags().get("scalars", []) else []
 
 
 @dataclass(frozen=True)
