@@ -309,3 +309,12 @@ def test_what_observation_reads_the_fovea_and_shaping_telescopes():
     assert checked >= n
     with pytest.raises(ValueError, match="shaping >= 0"):
         WhatObservation(plain_env.venv, what, shaping=-1.0)
+
+
+def test_ppo_refuses_torchrun(monkeypatch, tmp_path):
+    """SB3 has no DDP: under torchrun (WORLD_SIZE > 1) train/ppo.py stops with the fix, writing nothing."""
+    mod = _train_module()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit, match="one process"):
+        mod.train(mod.Config(runs=str(tmp_path), progress_bar=False))
+    assert not any(tmp_path.iterdir())

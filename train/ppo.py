@@ -18,6 +18,7 @@ on the test split, measured with agents.rollout.evaluate.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 import warnings
@@ -270,6 +271,9 @@ class Progress(BaseCallback):
 
 def train(cfg: Config) -> dict:
     """Train, save, evaluate; returns {"checkpoint", "accuracy": {k: acc}, "seconds"}."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("train/ppo.py runs as one process (stable-baselines3 has no DDP): launch it with python, "
+                         "not torchrun, and scale with --num-envs on one device (docs: Scaling out)")
     files = prepare_run(cfg, default_name="ppo", checkpoint="ppo.pt")
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
