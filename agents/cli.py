@@ -377,6 +377,15 @@ def writer(path: Path):
     return SummaryWriter(log_dir=str(path))
 
 
+def read_scalars(path: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of the TensorBoard scalar ``tag`` logged under ``path`` by :func:`writer` ([] if absent)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags().get("scalars", []) else []
+
+
 def _state_of(obj):
     return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
 

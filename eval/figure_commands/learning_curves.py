@@ -19,16 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.checkpoint import CheckpointError, safe_load
-from agents.cli import check_ranges, output_file
-
-
-def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
-    """(step, value) of a TensorBoard scalar in ``run``'s event files ([] if absent)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags().get("scalars", []) else []
+from agents.cli import check_ranges, output_file, read_scalars
 
 
 @dataclass(frozen=True)
@@ -88,8 +79,8 @@ def ram_curve(run: Path) -> tuple[str, list[tuple[int, float, float]]]:
     except CheckpointError as err:
         raise SystemExit(str(err)) from None
     batch, n_sacc = ckpt["config"]["train"]["batch_size"], ckpt["config"]["max_saccades"]
-    by_iter = scalars(run, "valid/accuracy")
-    by_minutes = scalars(run, "valid/accuracy_vs_minutes")
+    by_iter = read_scalars(run, "valid/accuracy")
+    by_minutes = read_scalars(run, "valid/accuracy_vs_minutes")
     if not by_iter or len(by_iter) != len(by_minutes):
         raise SystemExit(f"{run}: its log lacks the held-out monitor (valid/accuracy): train with --valid N")
     points = [(it * batch * (n_sacc + 1), m / 100, acc) for (it, acc), (m, _) in zip(by_iter, by_minutes)]

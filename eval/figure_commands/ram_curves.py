@@ -10,18 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.checkpoint import CheckpointError, safe_load
-from agents.cli import check_ranges, output_file
+from agents.cli import check_ranges, output_file, read_scalars
 from agents.ram import PRESET_TAGS
-
-
-def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    acc.Reload()
-    if tag not in acc.Tags().get("scalars", []):
-        return []
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 @dataclass(frozen=True)
@@ -51,7 +41,7 @@ def main(args: Config) -> None:
         run = Path(args.runs) / f"ram-{tag}"
         if not run.is_dir():
             continue
-        test = scalars(run, "test/accuracy")
+        test = read_scalars(run, "test/accuracy")
         ckpt = Path(args.checkpoints) / f"ram-{tag}.pt"
         if ckpt.is_file():  # the final score (all test episodes of the trainer's final evaluation)
             try:
@@ -61,7 +51,7 @@ def main(args: Config) -> None:
             last = max(meta["scores"], key=lambda k: int(k.split("_k")[1]))
             if not test or test[-1][0] != meta["iterations"]:
                 test.append((meta["iterations"], meta["scores"][last]))
-        train = scalars(run, "train/reward")
+        train = read_scalars(run, "train/reward")
         if test:
             ax1.plot(*zip(*test), marker="o", label=tag)
             print(f"| {env_id} | {test[-1][0]} | " + ", ".join(f"{s}: {v:.3f}" for s, v in test) + " |")
