@@ -34,11 +34,21 @@ def run(code: str, path: Path) -> dict:
     return namespace
 
 
-def test_sb3_example_runs_as_written(capsys):
+def test_sb3_example_runs_as_written_and_learns(capsys):
+    """The SB3 recipe, as written but for its budget (STEPS = 20,000 instead of 80,000: about a
+    minute and a quarter on one CPU core), learns to look: held-out accuracy with 3 saccades rises
+    from a fresh policy's (27%: it looks at random) above center's level (about 49%), with
+    saccades used."""
     path = DOCS / "sb3.md"
-    namespace = run(section_code(path, "## Plug in your own SB3 policy"), path)
+    code = section_code(path, "## Plug in your own SB3 policy")
+    assert "STEPS = 80_000" in code, "the recipe's budget line changed: update this test"
+    namespace = run(code.replace("STEPS = 80_000", "STEPS = 20_000"), path)
     assert "accuracy with 3 saccades" in capsys.readouterr().out
-    assert 0.0 <= namespace["result"].accuracy <= 1.0 and len(namespace["result"].correct) == 100
+    before, after = namespace["before"], namespace["after"]
+    assert len(after.correct) == 500
+    # measured: 27.0% -> 58.2% with 1.33 saccades; with look_bias 0 it settles near center: 38% -> 53%
+    assert after.accuracy > 0.5 and after.accuracy > before.accuracy + 0.2, (before.accuracy, after.accuracy)
+    assert after.n_saccades.mean() > 0.5
 
 
 def test_first_agent_example_runs_as_written(capsys):
