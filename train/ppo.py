@@ -345,7 +345,7 @@ def train(cfg: Config) -> dict:
               "recurrent": cfg.recurrent, "policy": cfg.policy_name(), "policy_kwargs": policy_kwargs,
               "what": None if what is None else what.config, "train_config": asdict(cfg)}
     meta = {"command": " ".join(["python", "train/ppo.py", *sys.argv[1:]]), "seed": cfg.seed, "device": str(device),
-            "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
+            "threads": cfg.threads, "timesteps": int(model.num_timesteps), "train_seconds": round(time.time() - t0, 1)}
     if best:
         meta.update(selected_step=best["step"], selected_val_accuracy=best["accuracy"],
                     selected_budget=cfg.monitor_budget)

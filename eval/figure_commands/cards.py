@@ -23,7 +23,8 @@ def _score(v) -> str:
 
 
 def _threads(meta: dict) -> str:
-    """Torch threads of the training run: stored by the script, else its command's --threads."""
+    """Torch threads of the training run: stored by the script (in its meta or its training config),
+    else its command's --threads."""
     for k in ("threads", "torch_threads"):
         if k in meta:
             return str(meta[k])
@@ -41,10 +42,13 @@ def card(path: Path) -> str:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         return f"| `{path.name}` | (not a saccade-env checkpoint) | | | | |\n"
     m = ckpt.get("meta", {})
-    scores = ", ".join(f"{k} {_score(v)}" for k, v in m.get("scores", {}).items())
-    wall = next((m[k] for k in ("wall_s", "wall_time_s", "train_wall_s", "seconds") if k in m), None)
+    config = ckpt.get("config")
+    train_config = (config.get("train_config") or {}) if isinstance(config, dict) else {}
+    scores = {**m.get("scores", {}), **{f"val_{k}": v for k, v in m.get("val_scores", {}).items()}}
+    scores = ", ".join(f"{k} {_score(v)}" for k, v in scores.items())
+    wall = next((m[k] for k in ("wall_s", "wall_time_s", "train_wall_s", "wall_seconds", "seconds") if k in m), None)
     return (f"| `{path.name}` ({path.stat().st_size / 1e6:.1f} MB) | {ckpt['agent']} | `{m.get('command', '?')}` | "
-            f"{m.get('device', '?')}, {_threads(m)} thread(s), seed {m.get('seed', '?')} | "
+            f"{m.get('device', '?')}, {_threads({**train_config, **m})} thread(s), seed {m.get('seed', '?')} | "
             f"{'?' if wall is None else f'{wall / 60:.1f} min'} | {scores} |\n")
 
 
