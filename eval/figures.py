@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "episode": "one episode as a PNG strip, driven by a scripted privileged eye (the README's picture)",
     "scanpaths": "an animated GIF of several agents playing the same test episodes, side by side",
     "what-where": "the What/Where figures of Daucé et al. 2020 and their numbers beside the paper's",
+    "what-where-landings": "where What/Where's saccades land on far digits, and the accuracy there (printed)",
     "stn": "where the STN's localiser looks: its one-shot fixation on a grid of test scenes",
     "neva": "NeVA's scanpaths (causal and privileged) and the views it answered on, as a PNG",
     "neva-eval": "NeVA's accuracy vs saccade budget beside the planners sharing its classifier (JSON)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -146,3 +147,18 @@ def test_learning_curves_read_both_trainers_logs(tmp_path, capsys):
     (ppo / "progress.csv").write_text("time/total_timesteps,rollout/accuracy\n2048,0.3\n")
     with pytest.raises(SystemExit, match="--monitor-every"):
         lc.main(lc.Config(ppo_runs=(str(ppo),), ram_runs=(str(ram),), out=str(tmp_path / "x.png")))
+
+
+def test_what_where_landings_splits_the_episodes_by_landing_error(tmp_path, capsys):
+    """what-where-landings: the bands cover every episode, the shipped agent's near landings are read
+    far better than its far ones, and the overall accuracy is the bands' weighted mean."""
+    out = tmp_path / "landings.json"
+    res = figures.main(["what-where-landings", "--episodes", "300", "--out", str(out)])
+    assert "accuracy" in capsys.readouterr().out and json.loads(out.read_text())["accuracy"] == res["accuracy"]
+    bands = res["bands"]
+    assert sum(b["share"] for b in bands) == pytest.approx(1.0)
+    assert res["mean_saccades"] == 1.0  # a 30-40 px digit is always worth the one saccade
+    near, far = bands[0], bands[-1]
+    assert near["accuracy"] > 0.9 and far["accuracy"] < 0.6
+    weighted = sum(b["share"] * b["accuracy"] for b in bands if b["accuracy"] is not None)
+    assert weighted == pytest.approx(res["accuracy"])
