@@ -22,12 +22,14 @@ def _score(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _threads(meta: dict) -> str:
+def _threads(meta: dict, train_config: dict) -> str:
     """Torch threads of the training run: stored by the script (in its meta or its training config),
     else its command's --threads."""
     for k in ("threads", "torch_threads"):
         if k in meta:
             return str(meta[k])
+    if "threads" in train_config:
+        return str(train_config["threads"])
     words = str(meta.get("command", "")).split()
     if "--threads" in words[:-1] and words[words.index("--threads") + 1] != "0":
         return words[words.index("--threads") + 1]
@@ -48,7 +50,7 @@ def card(path: Path) -> str:
     scores = ", ".join(f"{k} {_score(v)}" for k, v in scores.items())
     wall = next((m[k] for k in ("wall_s", "wall_time_s", "train_wall_s", "wall_seconds", "seconds") if k in m), None)
     return (f"| `{path.name}` ({path.stat().st_size / 1e6:.1f} MB) | {ckpt['agent']} | `{m.get('command', '?')}` | "
-            f"{m.get('device', '?')}, {_threads({**train_config, **m})} thread(s), seed {m.get('seed', '?')} | "
+            f"{m.get('device', '?')}, {_threads(m, train_config)} thread(s), seed {m.get('seed', '?')} | "
             f"{'?' if wall is None else f'{wall / 60:.1f} min'} | {scores} |\n")
 
 

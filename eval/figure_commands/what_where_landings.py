@@ -37,10 +37,8 @@ def landing_bands(agent, *, budget: int, ecc_range: tuple[float, float], episode
         half = venv.unwrapped.cfg.scene.size / 2
     finally:
         venv.close()
-    last = torch.stack([s["obs"]["fixation"] for s in ep.steps])  # (T, B, 2): the fixation at each step
-    live = torch.stack([s["live"] for s in ep.steps])  # (T, B)
-    t_last = live.long().cumsum(0).argmax(0)  # the step each episode answered at
-    fix = last[t_last, torch.arange(last.shape[1])]
+    fixations = torch.stack([s["obs"]["fixation"] for s in ep.steps])  # (T, B, 2): the fixation at each step
+    fix = fixations[ep.length - 1, torch.arange(fixations.shape[1])]  # where each episode ended
     dist = (fix - ep.target_xy).norm(dim=-1) * half
     correct = ep.correct.float()
     bands = []
